@@ -1,0 +1,39 @@
+"""Exceptions raised by qfed-qiskit.
+
+Every error the package raises on purpose derives from :class:`QFedError`, so callers (and the CLI) can
+catch them in one place. Errors about bad user input also derive from :class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+
+class QFedError(Exception):
+    """Root of all qfed-qiskit errors."""
+
+
+class QFedInputError(QFedError, ValueError):
+    """An argument, option or config value is not allowed."""
+
+
+class ConfigError(QFedInputError):
+    """A TOML config or profile file is invalid (unknown key, wrong type, out-of-range value)."""
+
+
+class DataError(QFedError):
+    """A data set file is missing, truncated, corrupt or inconsistent."""
+
+
+class CircuitError(QFedInputError):
+    """A circuit cannot be compiled by an engine (unsupported gate, non-affine parameter, ...)."""
+
+
+class BackendError(QFedError):
+    """A quantum backend failed, or is not reachable with the given settings."""
+
+
+class CredentialsError(BackendError):
+    """IBM Quantum credentials are missing or invalid."""
+
+
+class MissingOptionalDependencyError(QFedError, ImportError):
+    """An optional dependency is needed for the requested feature and is not installed."""

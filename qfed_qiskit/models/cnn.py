@@ -1,0 +1,44 @@
+"""The target classical model whose weights Quantum-Train generates."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TargetCNN(nn.Module):
+    """The paper's FashionMNIST CNN (6,690 parameters).
+
+    ``Conv2d(1, 8, 5) → MaxPool2d(2) → Conv2d(8, 12, 5) → MaxPool2d(2) → Linear(192, 20) →
+    Linear(20, 10)``. The reference code has no activation functions (paper.md); ``activation="relu"``
+    inserts a ReLU after each convolution and after the first linear layer.
+
+    Args:
+        activation: ``"none"`` (paper) or ``"relu"``.
+    """
+
+    def __init__(self, *, activation: str = "none") -> None:
+        super().__init__()
+        if activation not in ("none", "relu"):
+            raise ValueError(f"activation must be 'none' or 'relu', got {activation!r}")
+        self.activation = activation
+        self.conv1 = nn.Conv2d(1, 8, kernel_size=5)
+        self.conv2 = nn.Conv2d(8, 12, kernel_size=5)
+        self.fc1 = nn.Linear(12 * 4 * 4, 20)
+        self.fc2 = nn.Linear(20, 10)
+
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) if self.activation == "relu" else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of ``(B, 1, 28, 28)`` images."""
+        x = nn.functional.max_pool2d(self._act(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(self._act(self.conv2(x)), 2)
+        x = self._act(self.fc1(torch.flatten(x, 1)))
+        out: torch.Tensor = self.fc2(x)
+        return out
+
+
+def count_parameters(module: nn.Module, *, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalar parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

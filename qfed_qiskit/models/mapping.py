@@ -1,0 +1,55 @@
+"""The mapping network: (basis-state bits, scaled probability) → generated weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+DEFAULT_HIDDEN = (4, 20, 4)
+"""Hidden widths of the reference mapping MLP (14 → 4 → 20 → 4 → 1, 249 parameters)."""
+
+
+class MappingMLP(nn.Module):
+    """Plain MLP (no activations, as in the reference) from ``num_qubits + 1`` inputs to ``chunk_size``.
+
+    Args:
+        num_qubits: Number of basis-index bits fed in.
+        chunk_size: Outputs per basis state.
+        hidden: Hidden layer widths.
+        activation: ``"none"`` (reference) or ``"relu"`` between layers.
+    """
+
+    def __init__(
+        self, *, num_qubits: int, chunk_size: int = 1, hidden: Sequence[int] = DEFAULT_HIDDEN,
+        activation: str = "none",
+    ) -> None:
+        super().__init__()
+        if activation not in ("none", "relu"):
+            raise ValueError(f"activation must be 'none' or 'relu', got {activation!r}")
+        widths = [num_qubits + 1, *hidden, chunk_size]
+        layers: list[nn.Module] = []
+        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            layers.append(nn.Linear(w_in, w_out))
+            if activation == "relu" and i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(rows, num_qubits + 1)`` inputs to ``(rows, chunk_size)`` outputs."""
+        out: torch.Tensor = self.net(x)
+        return out
+
+
+def basis_bits(num_qubits: int, num_states: int, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The bits of basis indices ``0 … num_states-1`` as ±1, most significant bit first.
+
+    Returns:
+        Tensor of shape ``(num_states, num_qubits)``; entry ``[k, j]`` is bit ``num_qubits-1-j``
+        of ``k`` mapped 0 → -1, 1 → +1.
+    """
+    k = torch.arange(num_states).unsqueeze(1)
+    shifts = torch.arange(num_qubits - 1, -1, -1).unsqueeze(0)
+    bits = (k >> shifts) & 1
+    return (2 * bits - 1).to(dtype)
