@@ -14,8 +14,9 @@ The adjoint sweep (Jones & Gacon, arXiv 2009.02823) walks the gates backwards on
 does a single fused pass over amplitude pairs that (1) un-applies the gate to the state,
 (2) accumulates the 2×2 matrix ``M[r, c] = Σ conj(λ_r) ψ_c`` and (3) un-applies the gate to the adjoint
 state λ. Every angle derivative of the gate then follows from ``2 Re Σ_rc dU[r, c] M[r, c]``.
-Pairs are split into a fixed number of contiguous chunks, so partial sums, and therefore results,
-do not depend on thread scheduling.
+Pairs are always split into ``REDUCE_CHUNKS`` contiguous chunks whose partial sums are added in a
+fixed order, by the serial and the parallel kernels alike, so results are bit-identical whatever the
+number of threads.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from numba import prange
 _CACHE = True
 # Below this many amplitude pairs a parallel region costs more than it saves.
 PARALLEL_MIN_PAIRS = 1 << 10
+REDUCE_CHUNKS = 8
 
 
 @numba.njit(cache=_CACHE, inline="always")
@@ -138,14 +140,14 @@ def _npairs(num_qubits, control):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=_CACHE)
-def simulate(num_qubits, targets, controls, pidx, coeff, offset, theta, state, nchunks):  # type: ignore[no-untyped-def]
+def simulate(num_qubits, targets, controls, pidx, coeff, offset, theta, state, parallel):  # type: ignore[no-untyped-def]
     """Run the program on ``state`` (modified in place; usually ``|0…0⟩``)."""
     for g in range(targets.shape[0]):
         a = _angles(theta, pidx, coeff, offset, g)
         m = gate_matrix(a).astype(state.dtype)
         npairs = _npairs(num_qubits, controls[g])
-        if nchunks > 1 and npairs >= PARALLEL_MIN_PAIRS:
-            _apply_parallel(state, m, targets[g], controls[g], npairs, nchunks)
+        if parallel and npairs >= PARALLEL_MIN_PAIRS:
+            _apply_parallel(state, m, targets[g], controls[g], npairs, REDUCE_CHUNKS)
         else:
             _apply_serial(state, m, targets[g], controls[g], npairs)
 
@@ -188,38 +190,40 @@ def _adjoint_gate_parallel(psi, lam, minv, target, control, npairs, nchunks):  #
 
 
 @numba.njit(cache=_CACHE)
-def _adjoint_gate_serial(psi, lam, minv, target, control, npairs):  # type: ignore[no-untyped-def]
+def _adjoint_gate_serial(psi, lam, minv, target, control, npairs, nchunks):  # type: ignore[no-untyped-def]
     lo, hi, lo_mask, hi_mask, cbit, tbit = _layout(target, control)
     u00, u01, u10, u11 = minv[0, 0], minv[0, 1], minv[1, 0], minv[1, 1]
-    s00 = s01 = s10 = s11 = psi[0] * 0
-    for k in range(npairs):
-        i0, i1 = _pair_index(k, lo, hi, lo_mask, hi_mask, cbit, tbit)
-        a = psi[i0]
-        b = psi[i1]
-        p0 = u00 * a + u01 * b
-        p1 = u10 * a + u11 * b
-        psi[i0] = p0
-        psi[i1] = p1
-        l0 = lam[i0]
-        l1 = lam[i1]
-        cl0 = l0.conjugate()
-        cl1 = l1.conjugate()
-        s00 += cl0 * p0
-        s01 += cl0 * p1
-        s10 += cl1 * p0
-        s11 += cl1 * p1
-        lam[i0] = u00 * l0 + u01 * l1
-        lam[i1] = u10 * l0 + u11 * l1
-    out = np.empty(4, dtype=np.complex128)
-    out[0] = s00
-    out[1] = s01
-    out[2] = s10
-    out[3] = s11
+    out = np.zeros(4, dtype=np.complex128)
+    step = (npairs + nchunks - 1) // nchunks
+    for ch in range(nchunks):
+        s00 = s01 = s10 = s11 = psi[0] * 0
+        for k in range(ch * step, min(npairs, (ch + 1) * step)):
+            i0, i1 = _pair_index(k, lo, hi, lo_mask, hi_mask, cbit, tbit)
+            a = psi[i0]
+            b = psi[i1]
+            p0 = u00 * a + u01 * b
+            p1 = u10 * a + u11 * b
+            psi[i0] = p0
+            psi[i1] = p1
+            l0 = lam[i0]
+            l1 = lam[i1]
+            cl0 = l0.conjugate()
+            cl1 = l1.conjugate()
+            s00 += cl0 * p0
+            s01 += cl0 * p1
+            s10 += cl1 * p0
+            s11 += cl1 * p1
+            lam[i0] = u00 * l0 + u01 * l1
+            lam[i1] = u10 * l0 + u11 * l1
+        out[0] += s00
+        out[1] += s01
+        out[2] += s10
+        out[3] += s11
     return out
 
 
 @numba.njit(cache=_CACHE)
-def adjoint(num_qubits, targets, controls, pidx, coeff, offset, theta, psi, lam, grad, nchunks):  # type: ignore[no-untyped-def]
+def adjoint(num_qubits, targets, controls, pidx, coeff, offset, theta, psi, lam, grad, parallel):  # type: ignore[no-untyped-def]
     """Accumulate ``d/dθ Σ_k g_k |ψ_k|²`` into ``grad``.
 
     Args:
@@ -232,10 +236,12 @@ def adjoint(num_qubits, targets, controls, pidx, coeff, offset, theta, psi, lam,
         m = gate_matrix(a)
         minv = np.conj(m.T).astype(psi.dtype)
         npairs = _npairs(num_qubits, controls[g])
-        if nchunks > 1 and npairs >= PARALLEL_MIN_PAIRS:
-            acc = _adjoint_gate_parallel(psi, lam, minv, targets[g], controls[g], npairs, nchunks)
+        if parallel and npairs >= PARALLEL_MIN_PAIRS:
+            acc = _adjoint_gate_parallel(
+                psi, lam, minv, targets[g], controls[g], npairs, REDUCE_CHUNKS
+            )
         else:
-            acc = _adjoint_gate_serial(psi, lam, minv, targets[g], controls[g], npairs)
+            acc = _adjoint_gate_serial(psi, lam, minv, targets[g], controls[g], npairs, REDUCE_CHUNKS)
         has_param = False
         for s in range(4):
             if pidx[g, s] >= 0:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 from numpy.typing import NDArray
@@ -36,19 +39,34 @@ def simulate_state(
         program: Compiled circuit.
         theta: Angles, one per circuit parameter.
         dtype: ``np.complex64`` or ``np.complex128``.
-        threads: Worker chunks for large states (results do not depend on it).
+        threads: Threads for large states (results do not depend on it).
 
     Returns:
         The ``2**n`` amplitudes in Qiskit's little-endian order.
     """
     state = np.zeros(1 << program.num_qubits, dtype=dtype)
     state[0] = 1.0
-    _kernels.simulate(
-        program.num_qubits, program.targets, program.controls, program.param_index,
-        program.coeff, program.offset, np.ascontiguousarray(theta, dtype=np.float64), state,
-        threads,
-    )
+    with _threads(threads) as parallel:
+        _kernels.simulate(
+            program.num_qubits, program.targets, program.controls, program.param_index,
+            program.coeff, program.offset, np.ascontiguousarray(theta, dtype=np.float64), state,
+            parallel,
+        )
     return state
+
+
+@contextmanager
+def _threads(threads: int) -> Iterator[bool]:
+    """Use ``threads`` numba threads inside the block; yields whether to run parallel kernels."""
+    if threads <= 1:
+        yield False
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield True
+    finally:
+        numba.set_num_threads(previous)
 
 
 class _ProbabilitiesFunction(torch.autograd.Function):
@@ -76,10 +94,11 @@ class _ProbabilitiesFunction(torch.autograd.Function):
         psi = state.copy()
         lam = (g * state).astype(state.dtype, copy=False)
         grad = np.zeros(program.num_parameters, dtype=np.float64)
-        _kernels.adjoint(
-            program.num_qubits, program.targets, program.controls, program.param_index,
-            program.coeff, program.offset, ctx.theta_np, psi, lam, grad, ctx.threads,
-        )
+        with _threads(ctx.threads) as parallel:
+            _kernels.adjoint(
+                program.num_qubits, program.targets, program.controls, program.param_index,
+                program.coeff, program.offset, ctx.theta_np, psi, lam, grad, parallel,
+            )
         out = torch.from_numpy(grad).to(dtype=grad_probs.dtype, device=grad_probs.device)
         return out, None, None
 
@@ -94,8 +113,8 @@ class StatevectorEngine(QNNEngine):
     Args:
         circuit: Parameterised circuit; parameters are taken in ``circuit.parameters`` order.
         dtype: ``torch.float32`` (default; complex64 amplitudes) or ``torch.float64``.
-        threads: Worker chunks for states of at least 2**15 amplitudes; default from
-            ``QFED_NUM_THREADS`` or the CPU count. Results do not depend on it.
+        threads: Threads for states of at least 2**11 amplitudes; default from
+            ``QFED_NUM_THREADS`` or the CPU count (at most 8). Results do not depend on it.
 
     Example:
         >>> from qfed_qiskit.circuits import qt_ansatz

@@ -1,0 +1,1 @@
+"""Command-line interface (Typer): parses options and delegates to the library."""

@@ -1,0 +1,51 @@
+"""Turn library errors into one red line and a stable exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+from qfed_qiskit.exceptions import QFedError, QFedInputError
+
+T = TypeVar("T")
+
+EXIT_ERROR = 1
+EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print ``error: message`` in red on stderr and return the Exit to raise."""
+    stderr.print(f"[bold red]error:[/] {message}", markup=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    """Map QFedError (and Ctrl-C) to one line on stderr and an exit code, never a traceback."""
+    try:
+        yield
+    except QFedInputError as exc:
+        raise fail(str(exc).replace("\n", " "), EXIT_INPUT) from None
+    except QFedError as exc:
+        raise fail(str(exc).replace("\n", " "), EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", EXIT_INTERRUPTED) from None
+
+
+def guarded(func: Callable[[], T]) -> T:
+    """Run ``func`` under :func:`handle_errors`."""
+    with handle_errors():
+        return func()
+
+
+def is_tty() -> bool:
+    """Whether stdout is a terminal."""
+    return sys.stdout.isatty()

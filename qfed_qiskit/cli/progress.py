@@ -1,0 +1,82 @@
+"""A rich progress bar as a :class:`~qfed_qiskit.training.callbacks.TrainingCallback`."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class RichProgress:
+    """Shows a bar per phase (epoch or client round) with the running loss, and one line per phase.
+
+    Args:
+        console: Where to draw (stdout by default).
+        quiet: Print nothing (e.g. with ``--json``).
+    """
+
+    def __init__(self, *, console: Console | None = None, quiet: bool = False) -> None:
+        self.console = console or Console()
+        self.quiet = quiet
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            disable=quiet,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> RichProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.__exit__(exc_type, exc, tb)
+
+    def on_phase_start(self, name: str, total_steps: int) -> None:
+        """Start a bar."""
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(name, total=total_steps, loss="-")
+
+    def on_step(self, loss: float) -> None:
+        """Advance the bar."""
+        if self._task is not None:
+            self._progress.update(self._task, advance=1, loss=f"{loss:.4f}")
+
+    def on_phase_end(self, name: str, metrics: dict[str, Any]) -> None:
+        """Print the phase's headline metrics."""
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+        if self.quiet or "test_accuracy" not in metrics:
+            return
+        parts = [f"[bold]{name}[/]"]
+        for key in ("train_loss", "test_loss", "test_accuracy", "clients_ok", "clients_rejected"):
+            if key in metrics and metrics[key] is not None:
+                value = metrics[key]
+                parts.append(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
+        self.console.print("  ".join(parts))
+
+    def on_message(self, text: str) -> None:
+        """Print a line."""
+        if not self.quiet:
+            self.console.print(text, highlight=False)

@@ -1,0 +1,106 @@
+"""Centralized training: one model, ``epochs`` epochs over the whole training set."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+from torch.utils.data import TensorDataset
+
+from qfed_qiskit.config import TrainConfig
+from qfed_qiskit.models.cnn import count_parameters
+from qfed_qiskit.models.quantum_train import EngineFactory
+from qfed_qiskit.training.builders import build_model, build_optimizer, build_scheduler, seed_all
+from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
+from qfed_qiskit.training.loop import evaluate, train_epoch
+from qfed_qiskit.training.outputs import RunDirectory
+
+logger = logging.getLogger(__name__)
+
+
+def target_param_count(model: torch.nn.Module) -> int:
+    """Number of weights of the classical model that ``model`` is or generates."""
+    sizing = getattr(model, "sizing", None)
+    return int(sizing.target_params) if sizing is not None else count_parameters(model)
+
+
+def run_centralized(
+    config: TrainConfig,
+    *,
+    train: TensorDataset,
+    test: TensorDataset,
+    run_dir: RunDirectory,
+    engine_factory: EngineFactory | None = None,
+    callback: TrainingCallback | None = None,
+    extra_summary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``config.model`` on ``train`` for ``config.epochs`` epochs, evaluating on ``test``.
+
+    Writes one line per epoch to ``metrics.jsonl``, then ``summary.json``, ``model.pt`` (the
+    trainable parameters) and ``cnn.pt`` (the plain classical state dict) in ``run_dir``.
+
+    Returns:
+        The summary (also written to ``summary.json``).
+    """
+    cb = callback or NullCallback()
+    seed_all(config.seed)
+    model = build_model(config, engine_factory=engine_factory)
+    optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(config, optimizer)
+    generator = torch.Generator().manual_seed(config.seed)
+    run_dir.reset_metrics()
+    start = time.perf_counter()
+    steps = 0
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    if config.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    result = None
+    for epoch in range(1, config.epochs + 1):
+        cb.on_phase_start(f"epoch {epoch}/{config.epochs}", steps_per_epoch)
+        epoch_start = time.perf_counter()
+        epoch_result = train_epoch(
+            model, train, optimizer, batch_size=config.batch_size, generator=generator,
+            max_steps=config.max_steps_per_epoch, callback=cb,
+        )
+        scheduler.step(epoch_result.loss)
+        steps += epoch_result.steps
+        result = evaluate(model, test)
+        record = {
+            "epoch": epoch,
+            "train_loss": epoch_result.loss,
+            "train_accuracy": epoch_result.accuracy,
+            "test_loss": result.loss,
+            "test_accuracy": result.accuracy,
+            "lr": optimizer.param_groups[0]["lr"],
+            "steps": epoch_result.steps,
+            "epoch_time_s": time.perf_counter() - epoch_start,
+        }
+        run_dir.append_metrics(record)
+        logger.info("epoch %d: test accuracy %.4f", epoch, result.accuracy)
+        cb.on_phase_end(f"epoch {epoch}/{config.epochs}", record)
+    assert result is not None  # epochs >= 1 is validated by the config
+    wall = time.perf_counter() - start
+    run_dir.save_state(RunDirectory.MODEL, model.state_dict())
+    to_classical = getattr(model, "generated_state_dict", None)
+    cnn_state = to_classical() if callable(to_classical) else model.state_dict()
+    run_dir.save_state(RunDirectory.CNN, cnn_state)
+    summary: dict[str, Any] = {
+        "test_accuracy": result.accuracy,
+        "test_loss": result.loss,
+        "trainable_params": count_parameters(model),
+        "target_params": target_param_count(model),
+        "wall_time_s": wall,
+        "steps": steps,
+        "epochs": config.epochs,
+        "model": config.model,
+        "backend": config.backend if config.model == "qt" else None,
+        "config": config.to_dict(),
+    }
+    engine = getattr(model, "engine", None)
+    if engine is not None:
+        summary["engine"] = engine.describe()
+    summary.update(extra_summary or {})
+    run_dir.write_summary(summary)
+    return summary

@@ -1,0 +1,91 @@
+"""TrainConfig: TOML loading, flag overrides and one-line validation errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qfed_qiskit.config import TrainConfig, build_config, load_config
+from qfed_qiskit.exceptions import ConfigError
+
+
+def test_defaults_follow_paper() -> None:
+    """Adam 1e-4 (QT) / 1e-3 (classical), wd 1e-5, eps 1e-6, batch 128, L = 16."""
+    cfg = TrainConfig()
+    assert (cfg.learning_rate, cfg.weight_decay, cfg.adam_eps, cfg.batch_size, cfg.blocks) == (
+        1e-4, 1e-5, 1e-6, 128, 16)
+    assert TrainConfig(model="classical").learning_rate == 1e-3
+    assert not cfg.federated
+
+
+def test_toml_keys_mirror_flags_and_flags_win(tmp_path: Path) -> None:
+    """Flag-style keys load; CLI overrides beat the file; None overrides are ignored."""
+    path = tmp_path / "c.toml"
+    path.write_text('model = "classical"\nbatch-size = 64\nlr = 0.01\nmax_steps_per_epoch = 3\n')
+    cfg = load_config(path, {"batch_size": 32, "lr": None})
+    assert cfg.model == "classical"
+    assert cfg.batch_size == 32
+    assert cfg.lr == 0.01
+    assert cfg.max_steps_per_epoch == 3
+
+
+def test_train_table_is_accepted(tmp_path: Path) -> None:
+    """Keys may also live in a [train] table."""
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nepochs = 2\n")
+    assert load_config(path).epochs == 2
+
+
+def test_integer_for_float_is_accepted() -> None:
+    """lr = 1 is a valid float."""
+    assert build_config({"lr": 1}).lr == 1.0
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"bogus": 1}, "unknown key 'bogus'"),
+        ({"epochs": 0}, "epochs=0 (expected an integer >= 1)"),
+        ({"epochs": "3"}, "epochs='3' (expected an integer)"),
+        ({"model": "cnn"}, "model='cnn' (expected one of qt, classical)"),
+        ({"lr": -1.0}, "lr=-1.0 (expected a number > 0)"),
+        ({"fraction_fit": 1.5}, "fraction_fit=1.5"),
+        ({"dtype": "float16"}, "dtype='float16'"),
+        ({"batch_size": True}, "batch_size=True"),
+        ({"clients": 2, "min_clients": 3}, "min_clients=3"),
+    ],
+)
+def test_bad_values_give_one_line(values: dict[str, object], fragment: str) -> None:
+    """Each bad value is named with what is allowed, on one line."""
+    with pytest.raises(ConfigError) as info:
+        build_config(values, source="x.toml")
+    message = str(info.value)
+    assert fragment in message
+    assert message.startswith("x.toml: ")
+    assert "\n" not in message
+
+
+def test_all_problems_reported_together() -> None:
+    """Several problems are collected into one message."""
+    with pytest.raises(ConfigError) as info:
+        build_config({"epochs": 0, "nope": 1, "seed": -1})
+    message = str(info.value)
+    assert "epochs=0" in message and "'nope'" in message and "seed=-1" in message
+
+
+def test_missing_and_invalid_files(tmp_path: Path) -> None:
+    """A missing file or invalid TOML is a ConfigError naming the file."""
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = = 3")
+    with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
+        load_config(bad)
+
+
+def test_fingerprint_ignores_output_location() -> None:
+    """The fingerprint changes with what defines the result, not with where it is written."""
+    a = TrainConfig(out="a")
+    assert a.fingerprint() == TrainConfig(out="b").fingerprint()
+    assert a.fingerprint() != TrainConfig(seed=1).fingerprint()
