@@ -119,8 +119,18 @@ def _check_value(key: str, value: Any) -> str | None:
     choices = {"model": MODELS, "dtype": DTYPES, "activation": ACTIVATIONS, "runtime": RUNTIMES}
     if key in choices and value not in choices[key]:
         return _type_error(key, value, "one of " + ", ".join(choices[key]))
-    positive = {"epochs", "batch_size", "blocks", "chunk_size", "max_steps_per_epoch", "clients",
-                "rounds", "local_epochs", "min_clients", "plateau_patience"}
+    positive = {
+        "epochs",
+        "batch_size",
+        "blocks",
+        "chunk_size",
+        "max_steps_per_epoch",
+        "clients",
+        "rounds",
+        "local_epochs",
+        "min_clients",
+        "plateau_patience",
+    }
     if key in positive and value < 1:
         return _type_error(key, value, "an integer >= 1")
     if key in {"lr", "adam_eps", "round_timeout", "max_update_norm", "dp_clip"} and value <= 0:
@@ -175,8 +185,10 @@ def build_config(
     """
     values = normalise_keys(file_values or {})
     if isinstance(values.get("train"), dict):
-        values = {**{k: v for k, v in values.items() if k != "train"},
-                  **normalise_keys(values["train"])}
+        values = {
+            **{k: v for k, v in values.items() if k != "train"},
+            **normalise_keys(values["train"]),
+        }
     values.update({k: v for k, v in normalise_keys(overrides or {}).items() if v is not None})
     problems: list[str] = []
     allowed = ", ".join(sorted(k.replace("_", "-") for k in _FIELDS))
@@ -184,17 +196,18 @@ def build_config(
         if key not in _FIELDS:
             problems.append(f"unknown key {key.replace('_', '-')!r} (allowed: {allowed})")
             continue
-        if isinstance(values[key], int) and not isinstance(values[key], bool) and \
-                str(_FIELDS[key].type).startswith("float"):
+        if (
+            isinstance(values[key], int)
+            and not isinstance(values[key], bool)
+            and str(_FIELDS[key].type).startswith("float")
+        ):
             values[key] = float(values[key])
         problem = _check_value(key, values[key])
         if problem:
             problems.append(problem)
-    if not problems:
-        if values.get("min_clients", 1) > values.get("clients", 1):
-            problems.append(
-                f"min_clients={values['min_clients']} (expected <= clients={values.get('clients', 1)})"
-            )
+    clients = values.get("clients", 1)
+    if not problems and values.get("min_clients", 1) > clients:
+        problems.append(f"min_clients={values['min_clients']} (expected <= clients={clients})")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
     return TrainConfig(**values)

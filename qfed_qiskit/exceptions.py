@@ -1,7 +1,7 @@
 """Exceptions raised by qfed-qiskit.
 
-Every error the package raises on purpose derives from :class:`QFedError`, so callers (and the CLI) can
-catch them in one place. Errors about bad user input also derive from :class:`ValueError`.
+Every error the package raises on purpose derives from :class:`QFedError`, so callers (and the
+CLI) can catch them in one place. Errors about bad user input also derive from :class:`ValueError`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,12 @@ def test_defaults_follow_paper() -> None:
     """Adam 1e-4 (QT) / 1e-3 (classical), wd 1e-5, eps 1e-6, batch 128, L = 16."""
     cfg = TrainConfig()
     assert (cfg.learning_rate, cfg.weight_decay, cfg.adam_eps, cfg.batch_size, cfg.blocks) == (
-        1e-4, 1e-5, 1e-6, 128, 16)
+        1e-4,
+        1e-5,
+        1e-6,
+        128,
+        16,
+    )
     assert TrainConfig(model="classical").learning_rate == 1e-3
     assert not cfg.federated
 
@@ -80,7 +85,7 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("epochs = = 3")
-    with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: invalid TOML"):
         load_config(bad)
 
 

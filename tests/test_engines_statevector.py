@@ -107,8 +107,11 @@ def test_threads_do_not_change_results(rng: np.random.Generator) -> None:
         assert torch.equal(grad, results[0][1])
 
 
-@pytest.mark.parametrize("circuit", [qt_ansatz(3, 2), qt_ansatz(1, 2), _mixed_gate_circuit()],
-                         ids=["qt-3q", "qt-1q", "all-gates"])
+@pytest.mark.parametrize(
+    "circuit",
+    [qt_ansatz(3, 2), qt_ansatz(1, 2), _mixed_gate_circuit()],
+    ids=["qt-3q", "qt-1q", "all-gates"],
+)
 def test_gradcheck(circuit: QuantumCircuit, rng: np.random.Generator) -> None:
     """Adjoint gradients pass torch.autograd.gradcheck (full Jacobian of the probabilities)."""
     engine = StatevectorEngine(circuit=circuit, dtype=torch.float64)

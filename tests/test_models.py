@@ -50,8 +50,10 @@ def test_default_qt_model_sizes_match_paper() -> None:
     assert count_parameters(model.mapping) == 249
     assert model.num_trainable == 1497
     assert round(1 - 1497 / 6690, 3) == 0.776
-    assert set(model.state_dict()) == {"qnn_weights", *(f"mapping.{k}" for k in
-                                                         model.mapping.state_dict())}
+    assert set(model.state_dict()) == {
+        "qnn_weights",
+        *(f"mapping.{k}" for k in model.mapping.state_dict()),
+    }
 
 
 @pytest.mark.parametrize(("chunk", "qubits"), [(1, 13), (2, 12), (64, 7), (128, 6), (6690, 1)])
@@ -130,7 +132,8 @@ def test_engine_is_swappable() -> None:
             return torch.full((2**self.num_qubits,), 2.0**-self.num_qubits) + 0 * theta.sum()
 
     model = QuantumTrainModel(
-        blocks=1, chunk_size=64,
+        blocks=1,
+        chunk_size=64,
         engine_factory=lambda qc: UniformEngine(qc.num_qubits, qc.num_parameters),
     )
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from qfed_qiskit.exceptions import QFedInputError
 
 
-
 @dataclass(frozen=True)
 class QTSizing:
     """How many qubits and angles a QT model needs to generate ``target_params`` weights.
@@ -45,8 +44,11 @@ def qt_sizing(*, target_params: int, chunk_size: int = 1, blocks: int = 16) -> Q
     Raises:
         QFedInputError: If an argument is not a positive integer.
     """
-    for name, value in (("target_params", target_params), ("chunk_size", chunk_size),
-                        ("blocks", blocks)):
+    for name, value in (
+        ("target_params", target_params),
+        ("chunk_size", chunk_size),
+        ("blocks", blocks),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise QFedInputError(f"{name} must be a positive integer, got {value!r}")
     num_chunks = math.ceil(target_params / chunk_size)

@@ -24,7 +24,9 @@ def train(
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (centralized) [50].")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size [128].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate [qt 1e-4, classical 1e-3].")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Adam learning rate [qt 1e-4, classical 1e-3].")
+    ] = None,
     blocks: Annotated[int | None, typer.Option(help="Ansatz blocks L [16].")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Weights per basis state [1].")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed [0].")] = None,
@@ -40,9 +42,7 @@ def train(
     clients: Annotated[int | None, typer.Option(help="Federated clients (1: centralized).")] = None,
     rounds: Annotated[int | None, typer.Option(help="Federated rounds [70].")] = None,
     local_epochs: Annotated[int | None, typer.Option(help="Local epochs per round [10].")] = None,
-    partition: Annotated[
-        str | None, typer.Option(help="iid or dirichlet:ALPHA [iid].")
-    ] = None,
+    partition: Annotated[str | None, typer.Option(help="iid or dirichlet:ALPHA [iid].")] = None,
     fraction_fit: Annotated[
         float | None, typer.Option(help="Fraction of clients sampled per round [1.0].")
     ] = None,
@@ -52,21 +52,43 @@ def train(
     round_timeout: Annotated[
         float | None, typer.Option(help="Seconds a client may take per round.")
     ] = None,
-    dp_clip: Annotated[float | None, typer.Option(help="DP-FedAvg: clip norm of client deltas.")] = None,
-    dp_noise: Annotated[float | None, typer.Option(help="DP-FedAvg: noise multiplier sigma.")] = None,
+    dp_clip: Annotated[
+        float | None, typer.Option(help="DP-FedAvg: clip norm of client deltas.")
+    ] = None,
+    dp_noise: Annotated[
+        float | None, typer.Option(help="DP-FedAvg: noise multiplier sigma.")
+    ] = None,
     runtime: Annotated[str | None, typer.Option(help="embedded (default) or flower.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON only.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON only.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
 ) -> None:
     """Train a model and write metrics.jsonl, summary.json, model.pt and cnn.pt to --out."""
     overrides: dict[str, Any] = {
-        "model": model, "backend": backend, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "blocks": blocks, "chunk_size": chunk_size, "seed": seed,
-        "max_steps_per_epoch": max_steps_per_epoch, "data_dir": data_dir, "out": out,
-        "dtype": dtype, "activation": activation, "clients": clients, "rounds": rounds,
-        "local_epochs": local_epochs, "partition": partition, "fraction_fit": fraction_fit,
-        "min_clients": min_clients, "round_timeout": round_timeout, "dp_clip": dp_clip,
-        "dp_noise": dp_noise, "runtime": runtime,
+        "model": model,
+        "backend": backend,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "blocks": blocks,
+        "chunk_size": chunk_size,
+        "seed": seed,
+        "max_steps_per_epoch": max_steps_per_epoch,
+        "data_dir": data_dir,
+        "out": out,
+        "dtype": dtype,
+        "activation": activation,
+        "clients": clients,
+        "rounds": rounds,
+        "local_epochs": local_epochs,
+        "partition": partition,
+        "fraction_fit": fraction_fit,
+        "min_clients": min_clients,
+        "round_timeout": round_timeout,
+        "dp_clip": dp_clip,
+        "dp_noise": dp_noise,
+        "runtime": runtime,
     }
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,7 +13,7 @@ from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 
 from qfed_qiskit.exceptions import CircuitError
 
-Angle = float | ParameterExpression
+Angle = Any  # float | ParameterExpression (qiskit is untyped for mypy)
 _PI = math.pi
 
 # Each supported gate maps its Qiskit params to the four angles (θ, φ, λ, γ) of
@@ -86,9 +87,7 @@ class GateProgram:
         return int(self.targets.shape[0])
 
 
-def _affine(
-    value: Angle, index_of: dict[Parameter, int], gate: str
-) -> tuple[int, float, float]:
+def _affine(value: Angle, index_of: dict[Parameter, int], gate: str) -> tuple[int, float, float]:
     """Split an angle into ``(parameter index or -1, coefficient, offset)``."""
     if not isinstance(value, ParameterExpression):
         return -1, 0.0, float(value)
@@ -109,8 +108,9 @@ def _affine(
         )
     coeff = float(grad if not isinstance(grad, ParameterExpression) else grad.numeric())
     offset_expr = value.assign(param, 0.0)
-    offset = float(offset_expr.numeric() if isinstance(offset_expr, ParameterExpression)
-                   else offset_expr)
+    offset = float(
+        offset_expr.numeric() if isinstance(offset_expr, ParameterExpression) else offset_expr
+    )
     if param not in index_of:
         raise CircuitError(f"gate {gate!r}: parameter {param} is not a parameter of the circuit")
     return index_of[param], coeff, offset

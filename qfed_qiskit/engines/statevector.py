@@ -30,7 +30,10 @@ def _default_threads() -> int:
 
 
 def simulate_state(
-    program: GateProgram, theta: NDArray[np.float64], *, dtype: Any = np.complex128,
+    program: GateProgram,
+    theta: NDArray[np.float64],
+    *,
+    dtype: Any = np.complex128,
     threads: int = 1,
 ) -> NDArray[np.complexfloating[Any, Any]]:
     """Final statevector of ``program`` at angles ``theta``, starting from ``|0…0⟩``.
@@ -44,14 +47,26 @@ def simulate_state(
     Returns:
         The ``2**n`` amplitudes in Qiskit's little-endian order.
     """
-    state = np.zeros(1 << program.num_qubits, dtype=dtype)
-    state[0] = 1.0
+    real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
+    re = np.zeros(1 << program.num_qubits, dtype=real)
+    im = np.zeros_like(re)
+    re[0] = 1.0
     with _threads(threads) as parallel:
         _kernels.simulate(
-            program.num_qubits, program.targets, program.controls, program.param_index,
-            program.coeff, program.offset, np.ascontiguousarray(theta, dtype=np.float64), state,
+            program.num_qubits,
+            program.targets,
+            program.controls,
+            program.param_index,
+            program.coeff,
+            program.offset,
+            np.ascontiguousarray(theta, dtype=np.float64),
+            re,
+            im,
             parallel,
         )
+    state: NDArray[np.complexfloating[Any, Any]] = np.empty(re.shape, dtype=dtype)
+    state.real = re
+    state.imag = im
     return state
 
 
@@ -62,7 +77,7 @@ def _threads(threads: int) -> Iterator[bool]:
         yield False
         return
     previous = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     try:
         yield True
     finally:
@@ -91,13 +106,26 @@ class _ProbabilitiesFunction(torch.autograd.Function):
         program: GateProgram = ctx.program
         state = ctx.state
         g = grad_probs.detach().cpu().numpy().astype(state.real.dtype, copy=False)
-        psi = state.copy()
-        lam = (g * state).astype(state.dtype, copy=False)
+        pr = np.ascontiguousarray(state.real)
+        pi = np.ascontiguousarray(state.imag)
+        lr = g * pr
+        li = g * pi
         grad = np.zeros(program.num_parameters, dtype=np.float64)
         with _threads(ctx.threads) as parallel:
             _kernels.adjoint(
-                program.num_qubits, program.targets, program.controls, program.param_index,
-                program.coeff, program.offset, ctx.theta_np, psi, lam, grad, parallel,
+                program.num_qubits,
+                program.targets,
+                program.controls,
+                program.param_index,
+                program.coeff,
+                program.offset,
+                ctx.theta_np,
+                pr,
+                pi,
+                lr,
+                li,
+                grad,
+                parallel,
             )
         out = torch.from_numpy(grad).to(dtype=grad_probs.dtype, device=grad_probs.device)
         return out, None, None
@@ -124,7 +152,10 @@ class StatevectorEngine(QNNEngine):
     """
 
     def __init__(
-        self, *, circuit: QuantumCircuit, dtype: torch.dtype = torch.float32,
+        self,
+        *,
+        circuit: QuantumCircuit,
+        dtype: torch.dtype = torch.float32,
         threads: int | None = None,
     ) -> None:
         super().__init__()
@@ -142,7 +173,9 @@ class StatevectorEngine(QNNEngine):
         out: torch.Tensor = _ProbabilitiesFunction.apply(theta, self.program, self.threads)
         return out
 
-    def statevector(self, theta: torch.Tensor | NDArray[np.float64]) -> NDArray[np.complex128]:
+    def statevector(
+        self, theta: torch.Tensor | NDArray[np.float64]
+    ) -> NDArray[np.complexfloating[Any, Any]]:
         """Complex amplitudes at ``theta`` (no gradient), in Qiskit's little-endian order."""
         values = np.asarray(
             theta.detach().cpu().numpy() if isinstance(theta, torch.Tensor) else theta,

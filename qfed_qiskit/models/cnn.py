@@ -10,8 +10,8 @@ class TargetCNN(nn.Module):
     """The paper's FashionMNIST CNN (6,690 parameters).
 
     ``Conv2d(1, 8, 5) → MaxPool2d(2) → Conv2d(8, 12, 5) → MaxPool2d(2) → Linear(192, 20) →
-    Linear(20, 10)``. The reference code has no activation functions (paper.md); ``activation="relu"``
-    inserts a ReLU after each convolution and after the first linear layer.
+    Linear(20, 10)``. The reference code has no activation functions (paper.md);
+    ``activation="relu"`` inserts a ReLU after each convolution and after the first linear layer.
 
     Args:
         activation: ``"none"`` (paper) or ``"relu"``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -12,7 +13,7 @@ DEFAULT_HIDDEN = (4, 20, 4)
 
 
 class MappingMLP(nn.Module):
-    """Plain MLP (no activations, as in the reference) from ``num_qubits + 1`` inputs to ``chunk_size``.
+    """Plain MLP (no activations, as in the reference): ``num_qubits + 1`` inputs → ``chunk_size``.
 
     Args:
         num_qubits: Number of basis-index bits fed in.
@@ -22,7 +23,11 @@ class MappingMLP(nn.Module):
     """
 
     def __init__(
-        self, *, num_qubits: int, chunk_size: int = 1, hidden: Sequence[int] = DEFAULT_HIDDEN,
+        self,
+        *,
+        num_qubits: int,
+        chunk_size: int = 1,
+        hidden: Sequence[int] = DEFAULT_HIDDEN,
         activation: str = "none",
     ) -> None:
         super().__init__()
@@ -30,7 +35,7 @@ class MappingMLP(nn.Module):
             raise ValueError(f"activation must be 'none' or 'relu', got {activation!r}")
         widths = [num_qubits + 1, *hidden, chunk_size]
         layers: list[nn.Module] = []
-        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
             layers.append(nn.Linear(w_in, w_out))
             if activation == "relu" and i < len(widths) - 2:
                 layers.append(nn.ReLU())
@@ -42,7 +47,9 @@ class MappingMLP(nn.Module):
         return out
 
 
-def basis_bits(num_qubits: int, num_states: int, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def basis_bits(
+    num_qubits: int, num_states: int, *, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """The bits of basis indices ``0 … num_states-1`` as ±1, most significant bit first.
 
     Returns:

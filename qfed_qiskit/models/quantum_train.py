@@ -75,6 +75,10 @@ class QuantumTrainModel(nn.Module):
         mapping_activation: ``"none"`` (reference) or ``"relu"``.
     """
 
+    engine: QNNEngine
+    _template: nn.Module
+    _bits: torch.Tensor
+
     def __init__(
         self,
         *,
@@ -107,7 +111,9 @@ class QuantumTrainModel(nn.Module):
             torch.empty(self.circuit.num_parameters).uniform_(-math.pi, math.pi)
         )
         self.mapping = MappingMLP(
-            num_qubits=self.sizing.num_qubits, chunk_size=chunk_size, hidden=mapping_hidden,
+            num_qubits=self.sizing.num_qubits,
+            chunk_size=chunk_size,
+            hidden=mapping_hidden,
             activation=mapping_activation,
         )
         self.register_buffer(
@@ -117,8 +123,7 @@ class QuantumTrainModel(nn.Module):
     @property
     def template(self) -> nn.Module:
         """The target model used as a template (its parameters are not used)."""
-        module: nn.Module = self._template
-        return module
+        return self._template
 
     @property
     def num_trainable(self) -> int:
@@ -127,10 +132,10 @@ class QuantumTrainModel(nn.Module):
 
     def generate_flat(self) -> torch.Tensor:
         """All generated target weights as one flat tensor of ``target_params`` values."""
-        probs = self.engine(self.qnn_weights)[: self.sizing.num_chunks]
+        probs: torch.Tensor = self.engine(self.qnn_weights)[: self.sizing.num_chunks]
         x = beta_scaling(probs.to(self._bits.dtype), self.sizing.num_qubits)
         inputs = torch.cat([self._bits, x.unsqueeze(1)], dim=1)
-        flat = self.mapping(inputs).reshape(-1)[: self.sizing.target_params]
+        flat: torch.Tensor = self.mapping(inputs).reshape(-1)[: self.sizing.target_params]
         return flat - flat.mean()
 
     def generate_weights(self) -> dict[str, torch.Tensor]:

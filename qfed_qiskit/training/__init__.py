@@ -1,4 +1,4 @@
-"""Training: the local training loop, evaluation, model builders, run outputs and centralized runs."""
+"""Training: local training loop, evaluation, model builders, run outputs, centralized runs."""
 
 from qfed_qiskit.training.builders import build_model, build_optimizer, build_scheduler, seed_all
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback

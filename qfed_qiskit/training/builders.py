@@ -44,7 +44,9 @@ def build_model(config: TrainConfig, *, engine_factory: EngineFactory | None = N
             return StatevectorEngine(circuit=circuit, dtype=dtype)
 
     return QuantumTrainModel(
-        target=target, blocks=config.blocks, chunk_size=config.chunk_size,
+        target=target,
+        blocks=config.blocks,
+        chunk_size=config.chunk_size,
         engine_factory=engine_factory,
     )
 
@@ -53,7 +55,9 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     """Adam with the paper's settings (lr, weight decay 1e-5, eps 1e-6) over trainable params."""
     return torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate, weight_decay=config.weight_decay, eps=config.adam_eps,
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        eps=config.adam_eps,
     )
 
 
@@ -62,5 +66,8 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
     """ReduceLROnPlateau on the epoch's training loss (patience 5, factor 0.5 by default)."""
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", patience=config.plateau_patience, factor=config.plateau_factor,
+        optimizer,
+        mode="min",
+        patience=config.plateau_patience,
+        factor=config.plateau_factor,
     )

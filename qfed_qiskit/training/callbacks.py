@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 
 class TrainingCallback(Protocol):
-    """Receives progress events. All methods are optional in spirit: :class:`NullCallback` no-ops."""
+    """Receives progress events; :class:`NullCallback` ignores them all."""
 
     def on_phase_start(self, name: str, total_steps: int) -> None:
         """A phase (an epoch, or a client's local training in a round) starts."""

@@ -61,8 +61,13 @@ def run_centralized(
         cb.on_phase_start(f"epoch {epoch}/{config.epochs}", steps_per_epoch)
         epoch_start = time.perf_counter()
         epoch_result = train_epoch(
-            model, train, optimizer, batch_size=config.batch_size, generator=generator,
-            max_steps=config.max_steps_per_epoch, callback=cb,
+            model,
+            train,
+            optimizer,
+            batch_size=config.batch_size,
+            generator=generator,
+            max_steps=config.max_steps_per_epoch,
+            callback=cb,
         )
         scheduler.step(epoch_result.loss)
         steps += epoch_result.steps

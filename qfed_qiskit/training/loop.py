@@ -71,7 +71,7 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = nn.functional.cross_entropy(logits, y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         value = float(loss.detach())
         loss_sum += value * y.shape[0]
@@ -79,7 +79,9 @@ def train_epoch(
         seen += int(y.shape[0])
         cb.on_step(value)
     return EpochResult(
-        loss=loss_sum / max(seen, 1), accuracy=correct / max(seen, 1), steps=steps_total,
+        loss=loss_sum / max(seen, 1),
+        accuracy=correct / max(seen, 1),
+        steps=steps_total,
         samples=seen,
     )
 
