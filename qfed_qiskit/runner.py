@@ -57,14 +57,22 @@ def run_training(
         from qfed_qiskit.federated.embedded import run_federated
 
         summary = run_federated(
-            config, train=train, test=test, run_dir=run_dir, engine_factory=engine_factory,
+            config,
+            train=train,
+            test=test,
+            run_dir=run_dir,
+            engine_factory=engine_factory,
             callback=cb,
         )
     else:
         from qfed_qiskit.training.centralized import run_centralized
 
         summary = run_centralized(
-            config, train=train, test=test, run_dir=run_dir, engine_factory=engine_factory,
+            config,
+            train=train,
+            test=test,
+            run_dir=run_dir,
+            engine_factory=engine_factory,
             callback=cb,
         )
     return summary, run_dir
