@@ -20,8 +20,9 @@ gate does a single fused pass over amplitude pairs that (1) un-applies the gate 
 adjoint state λ. Every angle derivative of the gate then follows from
 ``2 Re Σ_rc dU[r, c] M[r, c]``.
 Pairs are always split into ``REDUCE_CHUNKS`` contiguous chunks whose partial sums are added in a
-fixed order, by the serial and the parallel kernels alike, so results are bit-identical whatever the
-number of threads.
+fixed order, and whether a gate runs in the serial or the parallel kernel depends only on the state
+size (the parallel one simply runs on fewer threads when asked), so results are bit-identical
+whatever the number of threads.
 """
 
 from __future__ import annotations
@@ -248,22 +249,20 @@ def _split(m, out):
 
 
 @numba.njit(cache=_CACHE)
-def simulate(num_qubits, targets, controls, pidx, coeff, offset, theta, re, im, parallel):
+def simulate(num_qubits, targets, controls, pidx, coeff, offset, theta, re, im):
     """Run the program on the state ``re + i im`` (modified in place; usually ``|0…0⟩``)."""
     m8 = np.empty(8, dtype=re.dtype)
     for g in range(targets.shape[0]):
         _split(gate_matrix(_angles(theta, pidx, coeff, offset, g)), m8)
         npairs = _npairs(num_qubits, controls[g])
-        if parallel and npairs >= PARALLEL_MIN_PAIRS:
+        if npairs >= PARALLEL_MIN_PAIRS:
             _apply_parallel(re, im, m8, targets[g], controls[g], npairs)
         else:
             _chunk_apply(re, im, m8, targets[g], controls[g], 0, npairs)
 
 
 @numba.njit(cache=_CACHE)
-def adjoint(
-    num_qubits, targets, controls, pidx, coeff, offset, theta, pr, pi, lr, li, grad, parallel
-):
+def adjoint(num_qubits, targets, controls, pidx, coeff, offset, theta, pr, pi, lr, li, grad):
     """Accumulate ``d/dθ Σ_k g_k |ψ_k|²`` into ``grad``.
 
     Args:
@@ -278,7 +277,7 @@ def adjoint(
         _split(np.conj(gate_matrix(a).T), u8)
         acc[:] = 0
         npairs = _npairs(num_qubits, controls[g])
-        if parallel and npairs >= PARALLEL_MIN_PAIRS:
+        if npairs >= PARALLEL_MIN_PAIRS:
             _adjoint_parallel(pr, pi, lr, li, u8, targets[g], controls[g], npairs, acc)
         else:
             _adjoint_serial(pr, pi, lr, li, u8, targets[g], controls[g], npairs, acc)

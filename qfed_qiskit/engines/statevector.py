@@ -51,7 +51,7 @@ def simulate_state(
     re = np.zeros(1 << program.num_qubits, dtype=real)
     im = np.zeros_like(re)
     re[0] = 1.0
-    with _threads(threads) as parallel:
+    with _threads(threads):
         _kernels.simulate(
             program.num_qubits,
             program.targets,
@@ -62,7 +62,6 @@ def simulate_state(
             np.ascontiguousarray(theta, dtype=np.float64),
             re,
             im,
-            parallel,
         )
     state: NDArray[np.complexfloating[Any, Any]] = np.empty(re.shape, dtype=dtype)
     state.real = re
@@ -71,15 +70,12 @@ def simulate_state(
 
 
 @contextmanager
-def _threads(threads: int) -> Iterator[bool]:
-    """Use ``threads`` numba threads inside the block; yields whether to run parallel kernels."""
-    if threads <= 1:
-        yield False
-        return
+def _threads(threads: int) -> Iterator[None]:
+    """Run the parallel kernels inside the block on ``threads`` numba threads."""
     previous = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     try:
-        yield True
+        yield
     finally:
         numba.set_num_threads(previous)
 
@@ -111,7 +107,7 @@ class _ProbabilitiesFunction(torch.autograd.Function):
         lr = g * pr
         li = g * pi
         grad = np.zeros(program.num_parameters, dtype=np.float64)
-        with _threads(ctx.threads) as parallel:
+        with _threads(ctx.threads):
             _kernels.adjoint(
                 program.num_qubits,
                 program.targets,
@@ -125,7 +121,6 @@ class _ProbabilitiesFunction(torch.autograd.Function):
                 lr,
                 li,
                 grad,
-                parallel,
             )
         out = torch.from_numpy(grad).to(dtype=grad_probs.dtype, device=grad_probs.device)
         return out, None, None
