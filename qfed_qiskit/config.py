@@ -141,6 +141,13 @@ def _check_value(key: str, value: Any) -> str | None:
         return _type_error(key, value, "a number in (0, 1]")
     if key == "seed" and value < 0:
         return _type_error(key, value, "an integer >= 0")
+    if key == "partition":
+        from qfed_qiskit.data.partition import PARTITION_HELP, parse_partition
+
+        try:
+            parse_partition(value)
+        except ValueError:
+            return _type_error(key, value, PARTITION_HELP)
     return None
 
 

@@ -8,6 +8,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import EllipsisType
 
 import numpy as np
 import torch
@@ -154,14 +155,15 @@ def load_fashion_mnist(
     data_dir: str | Path | None = None,
     *,
     download: bool = True,
-    expected_sizes: tuple[int, int] | None = FULL_SIZES,
+    expected_sizes: tuple[int, int] | None | EllipsisType = ...,
 ) -> FashionMNIST:
     """Load and check FashionMNIST.
 
     Args:
         data_dir: Folder with the IDX files (gzip or raw); see :func:`find_data_dir` for the search.
         download: Allow torchvision's download as the last resort.
-        expected_sizes: Required (train, test) sizes; ``None`` accepts any consistent size.
+        expected_sizes: Required (train, test) sizes; ``None`` accepts any consistent size;
+            default :data:`FULL_SIZES` (60,000 / 10,000).
 
     Returns:
         The data set.
@@ -170,6 +172,8 @@ def load_fashion_mnist(
         DataError: One line naming the file and the problem, for any missing, truncated,
             corrupt or inconsistent file.
     """
+    if expected_sizes is ...:
+        expected_sizes = FULL_SIZES
     folder = find_data_dir(data_dir, download=download)
     arrays: dict[str, NDArray[np.uint8]] = {}
     for key, stem in FILES.items():

@@ -1,0 +1,191 @@
+"""The qfed-qiskit command line: inspect, train outputs, reproducibility and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from qfed_qiskit.cli.main import app
+from qfed_qiskit.data import fashion_mnist as fm
+from qfed_qiskit.models import TargetCNN
+from tests.idx_utils import write_idx_dataset
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def small_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A 512/200-sample synthetic data set accepted as 'full size' for these tests."""
+    monkeypatch.setattr(fm, "FULL_SIZES", (512, 200))
+    return write_idx_dataset(tmp_path / "data", 512, 200, seed=3)
+
+
+def test_inspect_json_paper_sizes() -> None:
+    """inspect --json reports the paper's counts."""
+    result = runner.invoke(app, ["inspect", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["qubits"] == 13
+    assert report["target_params"] == 6690
+    assert report["qnn_params"] == 1248
+    assert report["mapping_params"] == 249
+    assert report["trainable_params"] == 1497
+    assert report["compression"] == pytest.approx(0.776, abs=5e-4)
+    assert report["two_qubit_gates"] == 13 * 16
+    assert report["circuit_depth"] > 0
+
+
+def test_inspect_chunked() -> None:
+    """A chunk size of 64 needs 7 qubits."""
+    result = runner.invoke(app, ["inspect", "--chunk-size", "64", "--blocks", "2", "--json"])
+    report = json.loads(result.output)
+    assert (report["qubits"], report["qnn_params"]) == (7, 84)
+
+
+def _train(data: Path, out: Path, *extra: str) -> dict[str, object]:
+    args = ["train", "--data-dir", str(data), "--out", str(out), "--json", *extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary: dict[str, object] = json.loads(result.output.strip().splitlines()[-1])
+    return summary
+
+
+def test_train_writes_outputs(small_data: Path, tmp_path: Path) -> None:
+    """train writes metrics.jsonl per epoch, summary.json, model.pt and a usable cnn.pt."""
+    out = tmp_path / "run"
+    summary = _train(
+        small_data,
+        out,
+        "--epochs",
+        "2",
+        "--blocks",
+        "1",
+        "--chunk-size",
+        "64",
+        "--batch-size",
+        "64",
+        "--max-steps-per-epoch",
+        "3",
+    )
+    for key in (
+        "test_accuracy",
+        "test_loss",
+        "trainable_params",
+        "target_params",
+        "wall_time_s",
+        "steps",
+        "config",
+    ):
+        assert key in summary
+    assert 0.0 <= float(summary["test_accuracy"]) <= 1.0  # type: ignore[arg-type]
+    assert summary["steps"] == 6
+    assert summary["target_params"] == 6690
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["test_accuracy"] == summary["test_accuracy"]
+    cnn = TargetCNN()
+    cnn.load_state_dict(torch.load(out / "cnn.pt"))  # plain state dict, no qfed classes needed
+    qt_state = torch.load(out / "model.pt")
+    assert qt_state["qnn_weights"].numel() == 6 * 7 * 1
+
+
+def test_train_is_reproducible(small_data: Path, tmp_path: Path) -> None:
+    """Same seed -> same accuracy, loss and parameters on the CPU."""
+    args = (
+        "--epochs",
+        "1",
+        "--blocks",
+        "1",
+        "--chunk-size",
+        "64",
+        "--max-steps-per-epoch",
+        "3",
+        "--seed",
+        "5",
+    )
+    a = _train(small_data, tmp_path / "a", *args)
+    b = _train(small_data, tmp_path / "b", *args)
+    assert (a["test_accuracy"], a["test_loss"]) == (b["test_accuracy"], b["test_loss"])
+    sa, sb = torch.load(tmp_path / "a" / "model.pt"), torch.load(tmp_path / "b" / "model.pt")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_classical_learns_synthetic_data(small_data: Path, tmp_path: Path) -> None:
+    """The classical path trains and learns the synthetic classes (a test that can fail)."""
+    summary = _train(
+        small_data, tmp_path / "c", "--model", "classical", "--epochs", "3", "--batch-size", "32"
+    )
+    assert float(summary["test_accuracy"]) > 0.5  # type: ignore[arg-type]
+    assert summary["trainable_params"] == 6690
+
+
+def test_config_file_and_flag_precedence(small_data: Path, tmp_path: Path) -> None:
+    """--config supplies values; explicit flags win."""
+    config = tmp_path / "c.toml"
+    config.write_text('model = "classical"\nepochs = 2\nmax-steps-per-epoch = 2\n')
+    summary = _train(small_data, tmp_path / "r", "--config", str(config), "--epochs", "1")
+    assert summary["steps"] == 2
+    assert summary["model"] == "classical"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--epochs", "0"], "epochs=0"),
+        (["--model", "resnet"], "model='resnet'"),
+        (["--partition", "weird", "--clients", "2"], "partition='weird'"),
+        (["--config", "missing.toml"], "missing.toml: config file not found"),
+    ],
+)
+def test_bad_options_one_line(args: list[str], fragment: str, tmp_path: Path) -> None:
+    """Bad input: one error line, exit code 2, no traceback."""
+    result = runner.invoke(app, ["train", "--data-dir", str(tmp_path), *args])
+    assert result.exit_code == 2
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_data_dir_is_one_line_from_the_real_binary(tmp_path: Path) -> None:
+    """The installed console script prints one red error line for a folder without data."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qfed_qiskit.cli",
+            "train",
+            "--data-dir",
+            str(tmp_path / "none"),
+            "--epochs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:") and "folder not found" in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_corrupt_data_is_one_line(small_data: Path, tmp_path: Path) -> None:
+    """A corrupt data file gives one line naming the file."""
+    path = small_data / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:100])
+    result = runner.invoke(app, ["train", "--data-dir", str(small_data), "--epochs", "1"])
+    assert result.exit_code == 1
+    assert "train-images-idx3-ubyte.gz" in result.output
+
+
+def test_version() -> None:
+    """--version prints the package version."""
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and "qfed-qiskit" in result.output
