@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from qfed_qiskit.config import TrainConfig
+from qfed_qiskit.config import TrainConfig, load_config, read_toml
+from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.models.quantum_train import EngineFactory
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
 from qfed_qiskit.training.outputs import RunDirectory
@@ -34,16 +36,38 @@ def resolve_engine_factory(config: TrainConfig) -> EngineFactory | None:
     return engine_factory_for(config.backend, config=config)
 
 
+def load_run_config(
+    config_path: str | Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    resume: str | Path | None = None,
+) -> TrainConfig:
+    """The run's config: the TOML file plus flags, or, with ``resume``, the checkpoint's config.
+
+    When resuming, given values may not change the result (see
+    :func:`qfed_qiskit.federated.checkpoint.resume_config`); ``rounds`` may grow.
+    """
+    if resume is None:
+        return load_config(config_path, overrides)
+    from qfed_qiskit.federated.checkpoint import resume_config
+
+    file_values = read_toml(config_path) if config_path is not None else None
+    return resume_config(resume, overrides, file_values=file_values)
+
+
 def run_training(
-    config: TrainConfig, *, callback: TrainingCallback | None = None
+    config: TrainConfig, *, callback: TrainingCallback | None = None, resume: bool = False
 ) -> tuple[dict[str, Any], RunDirectory]:
     """Load the data, build the engine and train (centralized or federated).
 
     Backend problems (unknown profile, missing credentials) are raised before any data is loaded.
+    ``resume`` continues the federated run in ``config.out`` from its checkpoint.
 
     Returns:
         The summary and the run directory.
     """
+    if resume and not (config.federated and config.out):
+        raise QFedInputError("--resume needs a federated run directory (clients > 1)")
     from qfed_qiskit.data import load_fashion_mnist, to_tensor_dataset
 
     cb = callback or NullCallback()
@@ -63,6 +87,7 @@ def run_training(
             run_dir=run_dir,
             engine_factory=engine_factory,
             callback=cb,
+            resume=resume,
         )
     else:
         from qfed_qiskit.training.centralized import run_centralized

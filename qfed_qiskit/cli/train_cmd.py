@@ -59,6 +59,10 @@ def train(
         float | None, typer.Option(help="DP-FedAvg: noise multiplier sigma.")
     ] = None,
     runtime: Annotated[str | None, typer.Option(help="embedded (default) or flower.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue the federated run in DIR from its checkpoint."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON only.")
     ] = False,
@@ -94,12 +98,11 @@ def train(
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     console = Console()
     with handle_errors():
-        from qfed_qiskit.config import load_config
-        from qfed_qiskit.runner import run_training
+        from qfed_qiskit.runner import load_run_config, run_training
 
-        cfg = load_config(config, overrides)
+        cfg = load_run_config(config, overrides, resume=resume)
         with RichProgress(console=console, quiet=as_json) as progress:
-            summary, run_dir = run_training(cfg, callback=progress)
+            summary, run_dir = run_training(cfg, callback=progress, resume=resume is not None)
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
         return

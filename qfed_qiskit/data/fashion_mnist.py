@@ -155,7 +155,7 @@ def load_fashion_mnist(
     data_dir: str | Path | None = None,
     *,
     download: bool = True,
-    expected_sizes: tuple[int, int] | None | EllipsisType = ...,
+    expected_sizes: tuple[int, int] | EllipsisType | None = ...,
 ) -> FashionMNIST:
     """Load and check FashionMNIST.
 

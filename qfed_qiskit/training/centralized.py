@@ -14,7 +14,7 @@ from qfed_qiskit.models.cnn import count_parameters
 from qfed_qiskit.models.quantum_train import EngineFactory
 from qfed_qiskit.training.builders import build_model, build_optimizer, build_scheduler, seed_all
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
-from qfed_qiskit.training.loop import evaluate, train_epoch
+from qfed_qiskit.training.loop import EvalResult, evaluate, train_epoch
 from qfed_qiskit.training.outputs import RunDirectory
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,47 @@ def target_param_count(model: torch.nn.Module) -> int:
     """Number of weights of the classical model that ``model`` is or generates."""
     sizing = getattr(model, "sizing", None)
     return int(sizing.target_params) if sizing is not None else count_parameters(model)
+
+
+def save_model_outputs(run_dir: RunDirectory, model: torch.nn.Module) -> None:
+    """Save ``model.pt`` (the trainable model's state dict) and ``cnn.pt`` (the classical CNN)."""
+    run_dir.save_state(RunDirectory.MODEL, model.state_dict())
+    to_classical = getattr(model, "generated_state_dict", None)
+    cnn_state = to_classical() if callable(to_classical) else model.state_dict()
+    run_dir.save_state(RunDirectory.CNN, cnn_state)
+
+
+def summarize(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    *,
+    result: EvalResult,
+    wall_time_s: float,
+    steps: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``summary.json`` keys shared by centralized and federated runs, plus ``extra``.
+
+    Keys: ``test_accuracy``, ``test_loss``, ``trainable_params``, ``target_params``,
+    ``wall_time_s``, ``steps``, ``model``, ``backend`` (None for the classical model), ``config``
+    and, for a QT model, ``engine``.
+    """
+    summary: dict[str, Any] = {
+        "test_accuracy": result.accuracy,
+        "test_loss": result.loss,
+        "trainable_params": count_parameters(model),
+        "target_params": target_param_count(model),
+        "wall_time_s": wall_time_s,
+        "steps": steps,
+        "model": config.model,
+        "backend": config.backend if config.model == "qt" else None,
+        "config": config.to_dict(),
+    }
+    engine = getattr(model, "engine", None)
+    if engine is not None:
+        summary["engine"] = engine.describe()
+    summary.update(extra or {})
+    return summary
 
 
 def run_centralized(
@@ -87,25 +128,14 @@ def run_centralized(
         cb.on_phase_end(f"epoch {epoch}/{config.epochs}", record)
     assert result is not None  # epochs >= 1 is validated by the config
     wall = time.perf_counter() - start
-    run_dir.save_state(RunDirectory.MODEL, model.state_dict())
-    to_classical = getattr(model, "generated_state_dict", None)
-    cnn_state = to_classical() if callable(to_classical) else model.state_dict()
-    run_dir.save_state(RunDirectory.CNN, cnn_state)
-    summary: dict[str, Any] = {
-        "test_accuracy": result.accuracy,
-        "test_loss": result.loss,
-        "trainable_params": count_parameters(model),
-        "target_params": target_param_count(model),
-        "wall_time_s": wall,
-        "steps": steps,
-        "epochs": config.epochs,
-        "model": config.model,
-        "backend": config.backend if config.model == "qt" else None,
-        "config": config.to_dict(),
-    }
-    engine = getattr(model, "engine", None)
-    if engine is not None:
-        summary["engine"] = engine.describe()
-    summary.update(extra_summary or {})
+    save_model_outputs(run_dir, model)
+    summary = summarize(
+        model,
+        config,
+        result=result,
+        wall_time_s=wall,
+        steps=steps,
+        extra={"epochs": config.epochs, **(extra_summary or {})},
+    )
     run_dir.write_summary(summary)
     return summary
