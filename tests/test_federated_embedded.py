@@ -1,0 +1,375 @@
+"""End-to-end tests of the embedded federated engine: metrics, faults, DP, checkpoint and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from qfed_qiskit.config import TrainConfig
+from qfed_qiskit.exceptions import QFedInputError
+from qfed_qiskit.federated import FaultPlan, load_checkpoint, resume_config, run_federated
+from qfed_qiskit.federated.core import get_parameters, sample_clients, serialized_size
+from qfed_qiskit.training import RunDirectory, build_model
+
+Data = tuple[TensorDataset, TensorDataset]
+
+BASE: dict[str, Any] = {
+    "model": "classical",
+    "clients": 3,
+    "rounds": 3,
+    "local_epochs": 2,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "seed": 5,
+    "fraction_fit": 0.67,
+    "plateau_patience": 1,
+}
+QT: dict[str, Any] = {"model": "qt", "blocks": 1, "chunk_size": 64, "lr": 1e-2}
+FAULT_ROUND = 2
+
+
+def _templates(n: int, seed: int) -> TensorDataset:
+    """Images of 10 fixed class templates plus noise: learnable in a few steps."""
+    base = torch.Generator().manual_seed(99)
+    templates = torch.randn(10, 1, 28, 28, generator=base)
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    images = templates[labels] + 0.8 * torch.randn(n, 1, 28, 28, generator=g)
+    return TensorDataset(images, labels)
+
+
+@pytest.fixture(scope="module")
+def data() -> Data:
+    """256 training and 128 test images."""
+    return _templates(256, 1), _templates(128, 2)
+
+
+def _config(out: Path, **overrides: Any) -> TrainConfig:
+    return TrainConfig(**{**BASE, **overrides, "out": str(out)})
+
+
+def _run(config: TrainConfig, data: Data, **kwargs: Any) -> dict[str, Any]:
+    assert config.out is not None
+    train, test = data
+    return run_federated(config, train=train, test=test, run_dir=RunDirectory(config.out), **kwargs)
+
+
+def _params(run_dir: str | Path) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = torch.load(Path(run_dir) / "model.pt", weights_only=True)
+    return state
+
+
+def _assert_same_params(a: str | Path, b: str | Path) -> None:
+    pa, pb = _params(a), _params(b)
+    assert pa.keys() == pb.keys()
+    for name in pa:
+        assert torch.equal(pa[name], pb[name]), name
+
+
+def _metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    return RunDirectory(run_dir).read_metrics()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, data: Data) -> dict[str, Path]:
+    """Uninterrupted 3-round runs (classical and QT) to compare resumed runs against."""
+    out = {}
+    for name, extra in (("classical", {}), ("qt", QT)):
+        path = tmp_path_factory.mktemp(f"ref-{name}")
+        _run(_config(path, **extra), data)
+        out[name] = path
+    return out
+
+
+@pytest.mark.parametrize("model", ["classical", "qt"])
+def test_run_federated_writes_round_metrics_and_summary(
+    reference: dict[str, Path], model: str
+) -> None:
+    """Every round has a metrics line with real byte counts; summary.json has the run keys."""
+    run_dir = reference[model]
+    config = _config(run_dir, **(QT if model == "qt" else {}))
+    lines = _metrics(run_dir)
+    assert [r["round"] for r in lines] == [1, 2, 3]
+    model_bytes = serialized_size(get_parameters(build_model(config)))
+    for r in lines:
+        assert r["status"] == "ok"
+        assert len(r["clients_sampled"]) == 2 and r["clients_ok"] == 2
+        assert r["clients_rejected"] == 0 and r["rejected"] == []
+        assert r["bytes_down"] == r["bytes_up"] == 2 * model_bytes
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["train_loss"] > 0 and r["wall_time_s"] > 0
+    assert [r["clients_sampled"] for r in lines] == [
+        sample_clients(3, fraction=0.67, min_clients=1, seed=5, server_round=k) for k in (1, 2, 3)
+    ]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["rounds"] == 3 and summary["clients"] == 3
+    assert summary["bytes_total"] == sum(r["bytes_down"] + r["bytes_up"] for r in lines)
+    assert summary["test_accuracy"] == lines[-1]["test_accuracy"]
+    assert summary["target_params"] == 6690
+    assert summary["steps"] == sum(r["steps"] for r in lines) > 0
+    assert summary["dp"]["enabled"] is False
+    if model == "qt":
+        assert summary["backend"] == "statevector"
+        assert summary["trainable_params"] == sum(
+            p.numel() for p in build_model(config).parameters()
+        )
+        assert model_bytes < serialized_size(get_parameters(build_model(_config(run_dir))))
+    else:
+        assert summary["backend"] is None and summary["trainable_params"] == 6690
+        assert lines[-1]["test_accuracy"] > 0.5  # the templates are learnable
+    assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "cnn.pt").is_file()
+    assert load_checkpoint(run_dir, config=config).round == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Fault injection
+# ---------------------------------------------------------------------------------------------
+
+FAULT_CONFIG: dict[str, Any] = {"fraction_fit": 1.0, "rounds": 2}
+SLOW_TIMEOUT = 3.0  # generous: a healthy client takes ~0.05 s here, even on a busy machine
+
+
+@pytest.fixture(scope="module")
+def dropped(tmp_path_factory: pytest.TempPathFactory, data: Data) -> Path:
+    """A run in which client 1 raises in round 2: what every rejected client must amount to."""
+    path = tmp_path_factory.mktemp("dropped")
+    _run(_config(path, **FAULT_CONFIG), data, faults=FaultPlan({(FAULT_ROUND, 1): "raise"}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("raise", "raised InjectedFault"),
+        ("nan", "non-finite"),
+        ("shape", "shape"),
+        ("dtype", "dtype"),
+        ("names", "names differ"),
+        ("norm", "exceeds the bound"),
+        ("slow", "timed out"),
+    ],
+)
+def test_fault_is_rejected_recorded_and_harmless(
+    tmp_path: Path, data: Data, dropped: Path, kind: str, reason: str
+) -> None:
+    """A misbehaving client is dropped with its reason; the model equals the clean-drop run."""
+    timeout = SLOW_TIMEOUT if kind == "slow" else None  # does not change the numbers
+    config = _config(tmp_path, **FAULT_CONFIG, round_timeout=timeout)
+    _run(config, data, faults=FaultPlan({(FAULT_ROUND, 1): kind}))
+    lines = _metrics(tmp_path)
+    assert lines[0]["clients_ok"] == 3 and lines[0]["rejected"] == []
+    bad = lines[1]
+    assert bad["status"] == "ok" and bad["clients_ok"] == 2 and bad["accepted"] == [0, 2]
+    assert bad["clients_rejected"] == 1
+    assert bad["rejected"][0]["client"] == 1 and reason in bad["rejected"][0]["reason"]
+    _assert_same_params(tmp_path, dropped)
+    assert all(torch.isfinite(p).all() for p in _params(tmp_path).values())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["clients_rejected_total"] == 1
+
+
+def test_round_below_min_clients_fails_and_keeps_model(tmp_path: Path, data: Data) -> None:
+    """Too few valid updates: the round is recorded as failed and the global model stays."""
+    cfg = {**FAULT_CONFIG, "min_clients": 3}
+    one_round = tmp_path / "one"
+    _run(_config(one_round, **{**cfg, "rounds": 1}), data)
+    failed = tmp_path / "failed"
+    _run(_config(failed, **cfg), data, faults=FaultPlan({(FAULT_ROUND, 2): "nan"}))
+    lines = _metrics(failed)
+    assert lines[1]["status"] == "failed" and "min_clients=3" in lines[1]["failure"]
+    assert lines[1]["test_accuracy"] == lines[0]["test_accuracy"]
+    _assert_same_params(failed, one_round)
+    assert json.loads((failed / "summary.json").read_text())["rounds_failed"] == 1
+
+
+def test_dp_fedavg_run_reports_noise(tmp_path: Path, data: Data) -> None:
+    """--dp-clip/--dp-noise: clipping and noise recorded per round and in the summary."""
+    summary = _run(_config(tmp_path, rounds=1, dp_clip=0.5, dp_noise=0.2), data)
+    (line,) = _metrics(tmp_path)
+    assert line["dp_noise_std"] == pytest.approx(0.2 * 0.5 / 2)
+    assert line["dp_clipped"] >= 0
+    assert summary["dp"] == {
+        "enabled": True,
+        "clip": 0.5,
+        "noise_multiplier": 0.2,
+        "accountant": None,
+    }
+
+
+def test_dp_noise_without_clip_is_refused(tmp_path: Path, data: Data) -> None:
+    """Noise without a clipping norm is contradictory."""
+    with pytest.raises(QFedInputError, match="dp_clip"):
+        _run(_config(tmp_path, dp_noise=1.0), data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint and resume
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["classical", "qt"])
+def test_resume_is_bit_identical(
+    tmp_path: Path, data: Data, reference: dict[str, Path], model: str
+) -> None:
+    """2 rounds, then --resume to 3 rounds == 3 rounds uninterrupted (torch.equal)."""
+    extra = QT if model == "qt" else {}
+    _run(_config(tmp_path, **{**extra, "rounds": 2}), data)
+    assert load_checkpoint(tmp_path).round == 2
+    summary = _run(_config(tmp_path, **extra), data, resume=True)
+    _assert_same_params(tmp_path, reference[model])
+    lines, ref_lines = _metrics(tmp_path), _metrics(reference[model])
+    assert [r["round"] for r in lines] == [1, 2, 3]
+    assert [r["test_accuracy"] for r in lines] == [r["test_accuracy"] for r in ref_lines]
+    assert lines[2]["resumed_after"] == 2
+    assert summary["rounds"] == 3 and summary["resumed"] is True
+
+
+def test_keyboard_interrupt_leaves_last_round_resumable(
+    tmp_path: Path, data: Data, reference: dict[str, Path]
+) -> None:
+    """Ctrl-C during round 3 keeps the round-2 checkpoint; resuming matches the full run."""
+
+    class Interrupt:
+        def on_phase_start(self, name: str, total_steps: int) -> None:
+            if name.startswith("round 3/"):
+                raise KeyboardInterrupt
+
+        def on_step(self, loss: float) -> None:
+            pass
+
+        def on_phase_end(self, name: str, metrics: dict[str, Any]) -> None:
+            pass
+
+        def on_message(self, text: str) -> None:
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(_config(tmp_path), data, callback=Interrupt())
+    assert load_checkpoint(tmp_path).round == 2
+    assert len(_metrics(tmp_path)) == 2
+    _run(_config(tmp_path), data, resume=True)
+    _assert_same_params(tmp_path, reference["classical"])
+
+
+def test_resume_with_different_config_is_refused(
+    tmp_path: Path, data: Data, reference: dict[str, Path]
+) -> None:
+    """A setting that changes the result cannot change on resume; rounds and paths can."""
+    run_dir = reference["classical"]
+    with pytest.raises(QFedInputError, match=r"different config.*lr"):
+        _run(_config(run_dir, lr=0.5), data, resume=True)
+    with pytest.raises(QFedInputError, match=re.escape("lr 0.003 -> 0.5")):
+        resume_config(run_dir, {"lr": 0.5})
+    with pytest.raises(QFedInputError, match="contradicts"):
+        resume_config(run_dir, {"out": str(tmp_path)})
+    config = resume_config(run_dir, {"rounds": 5, "lr": None}, file_values={"train": {"seed": 5}})
+    assert config.rounds == 5 and config.lr == 3e-3 and config.out == str(run_dir)
+    with pytest.raises(QFedInputError, match="no checkpoint"):
+        _run(_config(tmp_path), data, resume=True)
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import torch
+    from torch.utils.data import TensorDataset
+    from qfed_qiskit.config import TrainConfig
+    from qfed_qiskit.federated import FaultPlan, run_federated
+    from qfed_qiskit.training import RunDirectory
+
+    data_path, config_json, marker, fault_client, threads = sys.argv[1:6]
+    torch.set_num_threads(int(threads))
+    tensors = torch.load(data_path, weights_only=True)
+    config = TrainConfig(**json.loads(config_json))
+    plan = FaultPlan(
+        {(2, int(fault_client)): "slow"},
+        on_fault=lambda r, c, k: Path(marker).write_text(f"{r} {c}"),
+    )
+    run_federated(
+        config,
+        train=TensorDataset(*tensors["train"]),
+        test=TensorDataset(*tensors["test"]),
+        run_dir=RunDirectory(config.out),
+        faults=plan,
+    )
+    """
+)
+
+
+def test_sigkill_mid_round_then_resume(
+    tmp_path: Path, data: Data, reference: dict[str, Path]
+) -> None:
+    """A process killed with SIGKILL in round 2 resumes from round 1 to the same final model."""
+    train, test = data
+    data_path = tmp_path / "data.pt"
+    torch.save({"train": list(train.tensors), "test": list(test.tensors)}, data_path)
+    run_dir = tmp_path / "run"
+    config = _config(run_dir)
+    marker = tmp_path / "in-round-2"
+    victim = sample_clients(3, fraction=0.67, min_clients=1, seed=5, server_round=2)[-1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _KILL_SCRIPT,
+            str(data_path),
+            json.dumps(config.to_dict()),
+            str(marker),
+            str(victim),
+            str(torch.get_num_threads()),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"worker exited early: {proc.stderr.read().decode() if proc.stderr else ''}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail("worker never reached round 2")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert load_checkpoint(run_dir).round == 1
+    summary = _run(config, data, resume=True)
+    _assert_same_params(run_dir, reference["classical"])
+    lines = _metrics(run_dir)
+    assert [r["round"] for r in lines] == [1, 2, 3] and lines[1]["resumed_after"] == 1
+    assert summary["resumed"] is True
+
+
+def test_load_run_config_resume_plumbing(tmp_path: Path, reference: dict[str, Path]) -> None:
+    """The runner's --resume path reads the checkpoint's config and applies allowed changes."""
+    from qfed_qiskit.runner import load_run_config, run_training
+
+    run_dir = reference["classical"]
+    toml = tmp_path / "more.toml"
+    toml.write_text("[train]\nrounds = 6\n")
+    config = load_run_config(toml, {"seed": None}, resume=run_dir)
+    assert config.rounds == 6 and config.clients == 3 and config.out == str(run_dir)
+    with pytest.raises(QFedInputError, match="seed 5 -> 6"):
+        load_run_config(None, {"seed": 6}, resume=run_dir)
+    with pytest.raises(QFedInputError, match="federated"):
+        run_training(TrainConfig(out=str(tmp_path)), resume=True)
