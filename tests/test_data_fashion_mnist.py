@@ -14,6 +14,8 @@ from qfed_qiskit.data import find_data_dir, load_fashion_mnist, to_tensor_datase
 from qfed_qiskit.exceptions import DataError
 from tests.idx_utils import idx_bytes, write_idx_dataset
 
+_REAL_DOWNLOAD = fm._download
+
 
 @pytest.fixture(autouse=True)
 def _no_system_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -80,6 +82,71 @@ def test_failed_download_is_one_line() -> None:
     """A download failure (no network) becomes a DataError, not a traceback."""
     with pytest.raises(DataError, match="download disabled"):
         find_data_dir()
+
+
+def test_explicit_folder_beats_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--data-dir is searched before QFED_DATA_DIR."""
+    explicit = write_idx_dataset(tmp_path / "explicit", 10, 10)
+    monkeypatch.setenv("QFED_DATA_DIR", str(write_idx_dataset(tmp_path / "env", 10, 10)))
+    assert find_data_dir(explicit) == explicit
+
+
+def test_env_folder_missing_files_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QFED_DATA_DIR without the files is an error, not a silent fallback to other folders."""
+    monkeypatch.setattr(fm, "DEBIAN_DIR", write_idx_dataset(tmp_path / "debian", 10, 10))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("QFED_DATA_DIR", str(empty))
+    with pytest.raises(DataError) as info:
+        find_data_dir()
+    message = str(info.value)
+    assert "QFED_DATA_DIR" in message and "train-images-idx3-ubyte" in message
+    assert "\n" not in message
+
+
+def test_torchvision_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Raw files that torchvision downloaded earlier are found without downloading again."""
+    root = tmp_path / "cache"
+    raw = write_idx_dataset(root / "FashionMNIST" / "raw", 10, 10, gz=False)
+    monkeypatch.setattr(fm, "DOWNLOAD_ROOT", root)
+    assert find_data_dir(download=False) == raw
+
+
+class _FailingTorchvision:
+    def __init__(self, root: str, train: bool, download: bool) -> None:
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz\n<urlopen error>")
+
+
+def test_download_failure_becomes_data_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A torchvision download error (no network) becomes a one-line DataError."""
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", _FailingTorchvision)
+    monkeypatch.setattr(fm, "_download", _REAL_DOWNLOAD)
+    with pytest.raises(DataError) as info:
+        find_data_dir()
+    message = str(info.value)
+    assert "download failed" in message and "dataset-fashion-mnist" in message
+    assert "\n" not in message
+
+
+def test_download_success_uses_raw_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After torchvision's download, its raw IDX files are read with our own parser."""
+    import torchvision.datasets
+
+    class FakeTorchvision:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            write_idx_dataset(Path(root) / "FashionMNIST" / "raw", 12, 8, gz=False)
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeTorchvision)
+    monkeypatch.setattr(fm, "_download", _REAL_DOWNLOAD)
+    data = load_fashion_mnist(expected_sizes=None)
+    assert data.source == str(tmp_path / "no-cache" / "FashionMNIST" / "raw")
+    assert data.train_images.shape == (12, 28, 28) and data.test_labels.shape == (8,)
 
 
 def test_explicit_folder_missing_file(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import EllipsisType
+from typing import Literal
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ def _read_bytes(path: Path) -> bytes:
         ) from None
 
 
-def read_idx(path: Path, *, kind: str) -> NDArray[np.uint8]:
+def read_idx(path: Path, *, kind: Literal["images", "labels"]) -> NDArray[np.uint8]:
     """Read one IDX file of ``kind`` ``"images"`` (N×28×28) or ``"labels"`` (N) and check it.
 
     Raises:
@@ -163,7 +164,7 @@ def load_fashion_mnist(
         data_dir: Folder with the IDX files (gzip or raw); see :func:`find_data_dir` for the search.
         download: Allow torchvision's download as the last resort.
         expected_sizes: Required (train, test) sizes; ``None`` accepts any consistent size;
-            default :data:`FULL_SIZES` (60,000 / 10,000).
+            default (``...``) :data:`FULL_SIZES` (60,000 / 10,000), looked up at call time.
 
     Returns:
         The data set.
@@ -172,7 +173,7 @@ def load_fashion_mnist(
         DataError: One line naming the file and the problem, for any missing, truncated,
             corrupt or inconsistent file.
     """
-    if expected_sizes is ...:
+    if expected_sizes is ...:  # resolved here, not in the signature, so FULL_SIZES can be patched
         expected_sizes = FULL_SIZES
     folder = find_data_dir(data_dir, download=download)
     arrays: dict[str, NDArray[np.uint8]] = {}
