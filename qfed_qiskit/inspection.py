@@ -1,4 +1,4 @@
-"""Sizes and circuit statistics of a Quantum-Train configuration (what ``qfed-qiskit inspect`` prints)."""
+"""Sizes and circuit statistics of a Quantum-Train configuration (``qfed-qiskit inspect``)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,28 @@ def circuit_stats(circuit: Any) -> dict[str, int]:
     return {"circuit_depth": int(circuit.depth()), "two_qubit_gates": two_qubit}
 
 
-def inspect_model(*, blocks: int = 16, chunk_size: int = 1, activation: str = "none") -> dict[str, Any]:
+def inspect_model(
+    *,
+    blocks: int = 16,
+    chunk_size: int = 1,
+    activation: str = "none",
+    backend: str | None = None,
+) -> dict[str, Any]:
     """Parameter counts, compression and circuit size of a QT model on the paper's CNN.
+
+    Args:
+        blocks: Ansatz blocks ``L``.
+        chunk_size: Weights generated per basis state.
+        activation: Mapping-MLP activation.
+        backend: A backend profile name or path; adds the keys of
+            :func:`qfed_qiskit.profiles.describe_backend`.
 
     Returns:
         ``qubits``, ``blocks``, ``chunk_size``, ``num_chunks``, ``target_params``, ``qnn_params``,
         ``mapping_params``, ``trainable_params``, ``compression`` (fraction of the target's
-        parameters saved), ``circuit_depth`` and ``two_qubit_gates``.
+        parameters saved), ``circuit_depth`` and ``two_qubit_gates``; with ``backend`` also
+        ``backend``, ``backend_kind``, ``exact``, ``shots``, ``gradient``, ``isa_depth``,
+        ``isa_two_qubit_gates``, ``circuits_per_step`` and ``shots_per_step``.
     """
     from qfed_qiskit.circuits import qt_ansatz, qt_sizing
 
@@ -30,6 +45,11 @@ def inspect_model(*, blocks: int = 16, chunk_size: int = 1, activation: str = "n
     mapping_params = count_parameters(mapping)
     trainable = sizing.qnn_params + mapping_params
     circuit = qt_ansatz(sizing.num_qubits, blocks)
+    backend_keys: dict[str, Any] = {}
+    if backend is not None:
+        from qfed_qiskit.profiles import describe_backend
+
+        backend_keys = describe_backend(backend, circuit)
     return {
         "qubits": sizing.num_qubits,
         "blocks": blocks,
@@ -41,4 +61,5 @@ def inspect_model(*, blocks: int = 16, chunk_size: int = 1, activation: str = "n
         "trainable_params": trainable,
         "compression": round(1.0 - trainable / target_params, 4),
         **circuit_stats(circuit),
+        **backend_keys,
     }

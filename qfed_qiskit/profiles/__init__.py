@@ -1,19 +1,69 @@
-"""Backend and noise-model profiles (TOML), resolved by name or path."""
+"""Backend and noise-model profiles (TOML): schema, loader, noise models and engine factories."""
 
-from __future__ import annotations
+from qfed_qiskit.profiles.factory import (
+    DENSITY_MATRIX_MAX_QUBITS,
+    ProfileEngineFactory,
+    check_budget,
+    circuits_per_step,
+    describe_backend,
+    engine_factory_for,
+    estimate_cost,
+    format_cost,
+    gradient_evaluations,
+    training_steps,
+)
+from qfed_qiskit.profiles.loader import (
+    ProfileWarning,
+    fake_device_names,
+    find_profile,
+    is_profile_path,
+    list_backend_profiles,
+    list_noise_profiles,
+    load_backend_profile,
+    load_noise_profile,
+    profile_dirs,
+    profile_names,
+)
+from qfed_qiskit.profiles.noise import aer_noise_model, depolarizing_noise, noise_backend
+from qfed_qiskit.profiles.schema import (
+    BACKEND_KINDS,
+    NOISE_KINDS,
+    BackendProfile,
+    NoiseProfile,
+    ProfileNotFoundError,
+    parse_backend_profile,
+    parse_noise_profile,
+)
 
-from typing import Any
-
-from qfed_qiskit.exceptions import ConfigError
-from qfed_qiskit.models.quantum_train import EngineFactory
-
-BUILTIN_BACKENDS = ("statevector",)
-
-
-def engine_factory_for(name: str, **_: Any) -> EngineFactory | None:
-    """The engine factory of backend profile ``name`` (None: the default exact engine)."""
-    if name == "statevector":
-        return None
-    raise ConfigError(
-        f"backend {name!r}: unknown backend profile (available: {', '.join(BUILTIN_BACKENDS)})"
-    )
+__all__ = [
+    "BACKEND_KINDS",
+    "DENSITY_MATRIX_MAX_QUBITS",
+    "NOISE_KINDS",
+    "BackendProfile",
+    "NoiseProfile",
+    "ProfileEngineFactory",
+    "ProfileNotFoundError",
+    "ProfileWarning",
+    "aer_noise_model",
+    "check_budget",
+    "circuits_per_step",
+    "depolarizing_noise",
+    "describe_backend",
+    "engine_factory_for",
+    "estimate_cost",
+    "fake_device_names",
+    "find_profile",
+    "format_cost",
+    "gradient_evaluations",
+    "is_profile_path",
+    "list_backend_profiles",
+    "list_noise_profiles",
+    "load_backend_profile",
+    "load_noise_profile",
+    "noise_backend",
+    "parse_backend_profile",
+    "parse_noise_profile",
+    "profile_dirs",
+    "profile_names",
+    "training_steps",
+]
