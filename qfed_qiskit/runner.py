@@ -71,16 +71,43 @@ def run_training(
     from qfed_qiskit.data import load_fashion_mnist, to_tensor_dataset
 
     cb = callback or NullCallback()
+    if config.runtime == "flower":  # Flower's Simulation Runtime: its apps build engines, load data
+        from qfed_qiskit.runtimes.flower.simulation import run_flower_simulation
+
+        return run_flower_simulation(config, callback=cb, resume=resume)
     engine_factory = resolve_engine_factory(config)
     data = load_fashion_mnist(config.data_dir)
     cb.on_message(f"data: {data.source}")
     train = to_tensor_dataset(data.train_images, data.train_labels)
     test = to_tensor_dataset(data.test_images, data.test_labels)
     run_dir = RunDirectory(config.out or default_out_dir(config))
+    try:
+        summary = _train(config, train, test, run_dir, engine_factory, cb, resume)
+    finally:
+        close = getattr(engine_factory, "close", None)
+        if callable(close):  # ends an IBM Runtime batch/session; safe to call twice
+            close()
+    job_ids = list(getattr(engine_factory, "job_ids", []) or [])
+    if job_ids:  # hardware/runtime job ids, for tracing a run back to its jobs
+        summary["job_ids"] = job_ids
+        run_dir.write_summary(summary)
+    return summary, run_dir
+
+
+def _train(
+    config: TrainConfig,
+    train: Any,
+    test: Any,
+    run_dir: RunDirectory,
+    engine_factory: EngineFactory | None,
+    cb: TrainingCallback,
+    resume: bool,
+) -> dict[str, Any]:
+    """Centralized or federated training, by ``config.clients``."""
     if config.federated:
         from qfed_qiskit.federated.embedded import run_federated
 
-        summary = run_federated(
+        return run_federated(
             config,
             train=train,
             test=test,
@@ -89,15 +116,13 @@ def run_training(
             callback=cb,
             resume=resume,
         )
-    else:
-        from qfed_qiskit.training.centralized import run_centralized
+    from qfed_qiskit.training.centralized import run_centralized
 
-        summary = run_centralized(
-            config,
-            train=train,
-            test=test,
-            run_dir=run_dir,
-            engine_factory=engine_factory,
-            callback=cb,
-        )
-    return summary, run_dir
+    return run_centralized(
+        config,
+        train=train,
+        test=test,
+        run_dir=run_dir,
+        engine_factory=engine_factory,
+        callback=cb,
+    )

@@ -63,6 +63,9 @@ def train(
         Path | None,
         typer.Option("--resume", help="Continue the federated run in DIR from its checkpoint."),
     ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Run on IBM hardware beyond the profile's shot budget.")
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON only.")
     ] = False,
@@ -101,6 +104,7 @@ def train(
         from qfed_qiskit.runner import load_run_config, run_training
 
         cfg = load_run_config(config, overrides, resume=resume)
+        _confirm_hardware_cost(cfg, yes=yes)
         with RichProgress(console=console, quiet=as_json) as progress:
             summary, run_dir = run_training(cfg, callback=progress, resume=resume is not None)
     if as_json:
@@ -113,3 +117,16 @@ def train(
         f"{summary['wall_time_s']:.1f} s)"
     )
     console.print(f"outputs: {run_dir.path}")
+
+
+def _confirm_hardware_cost(cfg: Any, *, yes: bool) -> None:
+    """On IBM hardware, print what the run will submit and require --yes beyond the budget."""
+    if cfg.model != "qt":
+        return
+    from qfed_qiskit.profiles import check_budget, estimate_cost, format_cost, load_backend_profile
+
+    profile = load_backend_profile(cfg.backend)
+    if profile.kind == "ibm-runtime":
+        cost = estimate_cost(profile, None, cfg)
+        Console(stderr=True).print(format_cost(cost))  # stderr keeps --json stdout clean
+        check_budget(cost, yes=yes)
