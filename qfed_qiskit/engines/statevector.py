@@ -23,10 +23,11 @@ _COMPLEX = {torch.float32: np.complex64, torch.float64: np.complex128}
 
 
 def _default_threads() -> int:
+    # One thread unless asked: the QNN runs between torch's own multi-threaded ops, and two
+    # OpenMP pools spinning on the same few cores slowed whole training steps down by 10x or more
+    # on a loaded 2-core machine, for a gain of a few ms on an idle one.
     env = os.environ.get("QFED_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    return max(1, min(os.cpu_count() or 1, 8))
+    return max(1, int(env)) if env else 1
 
 
 def simulate_state(
@@ -136,8 +137,8 @@ class StatevectorEngine(QNNEngine):
     Args:
         circuit: Parameterised circuit; parameters are taken in ``circuit.parameters`` order.
         dtype: ``torch.float32`` (default; complex64 amplitudes) or ``torch.float64``.
-        threads: Threads for states of at least 2**11 amplitudes; default from
-            ``QFED_NUM_THREADS`` or the CPU count (at most 8). Results do not depend on it.
+        threads: Threads for states of at least 2**11 amplitudes; default ``QFED_NUM_THREADS``
+            or 1. Results do not depend on it.
 
     Example:
         >>> from qfed_qiskit.circuits import qt_ansatz
