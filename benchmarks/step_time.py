@@ -5,6 +5,7 @@ the figure of merit (goal: <= 3 for the default 13-qubit, L = 16 model on a 2-co
 own forward + backward on the exact engine is timed as well.
 
 Usage: python benchmarks/step_time.py [--blocks 16] [--chunk-size 1] [--repeats 40] [--batch 128]
+       [--torch-threads N]
 The last line printed is one JSON object.
 """
 
@@ -60,7 +61,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: torch's choice)",
+    )
     args = parser.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
 
     torch.manual_seed(0)
     cnn = TargetCNN()
