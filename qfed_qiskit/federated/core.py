@@ -575,3 +575,63 @@ def dp_fedavg(
         clipped=sum(1 for x in norms if x > clip),
         norms=tuple(norms),
     )
+
+
+def weighted_loss(updates: list[ClientUpdate]) -> float | None:
+    """Mean client loss weighted by sample count (None without updates)."""
+    if not updates:
+        return None
+    return float(np.average([u.loss for u in updates], weights=[u.num_samples for u in updates]))
+
+
+def aggregate_round(
+    *,
+    rnd: int,
+    config: TrainConfig,
+    reference: Arrays,
+    sampled: list[int],
+    accepted: list[ClientUpdate],
+    rejected: list[dict[str, Any]],
+    bytes_down: int,
+    bytes_up: int,
+    steps: int,
+) -> tuple[Arrays, dict[str, Any]]:
+    """The server side of one round, shared by every runtime.
+
+    Averages the accepted updates (FedAvg, or DP-FedAvg when ``config.dp_clip`` is set, with noise
+    seeded by the round) unless fewer than ``config.min_clients`` were accepted, in which case the
+    round fails and ``reference`` is returned unchanged.
+
+    Returns:
+        The new global arrays and the round's metrics record (``status`` ``"ok"`` or
+        ``"failed"``, with ``failure`` saying why).
+    """
+    record: dict[str, Any] = {
+        "round": rnd,
+        "clients_sampled": sampled,
+        "accepted": [u.client_id for u in accepted],
+        "rejected": rejected,
+        "clients_ok": len(accepted),
+        "clients_rejected": len(rejected),
+        "train_loss": weighted_loss(accepted),
+        "bytes_down": bytes_down,
+        "bytes_up": bytes_up,
+        "steps": steps,
+    }
+    if len(accepted) < config.min_clients:
+        record["status"] = "failed"
+        record["failure"] = (
+            f"{len(accepted)} valid update(s), fewer than min_clients={config.min_clients}"
+        )
+        logger.warning("round %d failed: %s; global model unchanged", rnd, record["failure"])
+        return reference, record
+    record["status"] = "ok"
+    if config.dp_clip is None:
+        return fedavg(accepted), record
+    rng = np.random.default_rng(derive_seed(config.seed, SEED_DP_NOISE, rnd))
+    dp = dp_fedavg(
+        accepted, reference, clip=config.dp_clip, noise_multiplier=config.dp_noise, rng=rng
+    )
+    record["dp_noise_std"] = dp.noise_std
+    record["dp_clipped"] = dp.clipped
+    return dp.arrays, record

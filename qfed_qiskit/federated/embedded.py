@@ -41,16 +41,13 @@ from qfed_qiskit.federated.checkpoint import (
     save_checkpoint,
 )
 from qfed_qiskit.federated.core import (
-    SEED_DP_NOISE,
     Arrays,
     ClientFn,
     ClientState,
     ClientUpdate,
+    aggregate_round,
     client_fit,
     client_steps_per_epoch,
-    derive_seed,
-    dp_fedavg,
-    fedavg,
     get_parameters,
     sample_clients,
     serialized_size,
@@ -174,13 +171,6 @@ def _write_history(run_dir: RunDirectory, history: list[dict[str, Any]]) -> None
     atomic_write_bytes(run_dir.path / RunDirectory.METRICS, payload.encode())
 
 
-def _weighted_loss(updates: list[ClientUpdate]) -> float | None:
-    if not updates:
-        return None
-    weights = [u.num_samples for u in updates]
-    return float(np.average([u.loss for u in updates], weights=weights))
-
-
 class _Server:
     """State and round logic of one embedded run (private; see :func:`run_federated`)."""
 
@@ -287,42 +277,21 @@ class _Server:
             assert outcome.update is not None and outcome.state is not None
             accepted.append(outcome.update)
             new_states[cid] = outcome.state
-        record: dict[str, Any] = {
-            "round": rnd,
-            "clients_sampled": sampled,
-            "accepted": [u.client_id for u in accepted],
-            "rejected": rejected,
-            "clients_ok": len(accepted),
-            "clients_rejected": len(rejected),
-            "train_loss": _weighted_loss(accepted),
-            "bytes_down": bytes_down,
-            "bytes_up": bytes_up,
-            "steps": steps,
-        }
-        if len(accepted) < cfg.min_clients:
-            record["status"] = "failed"
-            record["failure"] = (
-                f"{len(accepted)} valid update(s), fewer than min_clients={cfg.min_clients}"
-            )
-            logger.warning("round %d failed: %s; global model unchanged", rnd, record["failure"])
-            self.cb.on_message(f"round {rnd} failed: {record['failure']}")
-        else:
-            record["status"] = "ok"
-            if cfg.dp_clip is not None:
-                rng = np.random.default_rng(derive_seed(cfg.seed, SEED_DP_NOISE, rnd))
-                dp = dp_fedavg(
-                    accepted,
-                    self.global_arrays,
-                    clip=cfg.dp_clip,
-                    noise_multiplier=cfg.dp_noise,
-                    rng=rng,
-                )
-                self.global_arrays = dp.arrays
-                record["dp_noise_std"] = dp.noise_std
-                record["dp_clipped"] = dp.clipped
-            else:
-                self.global_arrays = fedavg(accepted)
+        self.global_arrays, record = aggregate_round(
+            rnd=rnd,
+            config=cfg,
+            reference=self.global_arrays,
+            sampled=sampled,
+            accepted=accepted,
+            rejected=rejected,
+            bytes_down=bytes_down,
+            bytes_up=bytes_up,
+            steps=steps,
+        )
+        if record["status"] == "ok":
             self.client_states.update(new_states)
+        else:
+            self.cb.on_message(f"round {rnd} failed: {record['failure']}")
         set_parameters(self.model, self.global_arrays)
         result = evaluate(self.model, self.test)
         self.last_eval = result

@@ -17,19 +17,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from torch import nn
 
 from qfed_qiskit.exceptions import QFedError, QFedInputError
 from qfed_qiskit.federated.core import (
-    SEED_DP_NOISE,
     Arrays,
     ClientUpdate,
-    derive_seed,
-    dp_fedavg,
-    fedavg,
+    aggregate_round,
     get_parameters,
     sample_clients,
     serialized_size,
@@ -156,12 +152,6 @@ def discover_nodes(grid: Grid, num_clients: int, *, timeout: float = NODE_WAIT_S
         time.sleep(1.0)
 
 
-def _weighted_loss(updates: list[ClientUpdate]) -> float | None:
-    if not updates:
-        return None
-    return float(np.average([u.loss for u in updates], weights=[u.num_samples for u in updates]))
-
-
 class _Server:
     """State and round logic of one Flower run (private; see :func:`run_server`)."""
 
@@ -251,42 +241,21 @@ class _Server:
                 rejected.append({"client": cid, "reason": reason})
                 continue
             accepted.append(update)
-        record: dict[str, Any] = {
-            "round": rnd,
-            "clients_sampled": sampled,
-            "accepted": [u.client_id for u in accepted],
-            "rejected": rejected,
-            "clients_ok": len(accepted),
-            "clients_rejected": len(rejected),
-            "train_loss": _weighted_loss(accepted),
-            "bytes_down": bytes_down,
-            "bytes_up": bytes_up,
-            "steps": steps,
-        }
-        if len(accepted) < cfg.min_clients:
-            record["status"] = "failed"
-            record["failure"] = (
-                f"{len(accepted)} valid update(s), fewer than min_clients={cfg.min_clients}"
-            )
-            logger.warning("round %d failed: %s; global model unchanged", rnd, record["failure"])
-            self.cb.on_message(f"round {rnd} failed: {record['failure']}")
-        else:
-            record["status"] = "ok"
-            if cfg.dp_clip is not None:
-                rng = np.random.default_rng(derive_seed(cfg.seed, SEED_DP_NOISE, rnd))
-                dp = dp_fedavg(
-                    accepted,
-                    self.global_arrays,
-                    clip=cfg.dp_clip,
-                    noise_multiplier=cfg.dp_noise,
-                    rng=rng,
-                )
-                self.global_arrays = dp.arrays
-                record["dp_noise_std"] = dp.noise_std
-                record["dp_clipped"] = dp.clipped
-            else:
-                self.global_arrays = fedavg(accepted)
+        self.global_arrays, record = aggregate_round(
+            rnd=rnd,
+            config=cfg,
+            reference=self.global_arrays,
+            sampled=sampled,
+            accepted=accepted,
+            rejected=rejected,
+            bytes_down=bytes_down,
+            bytes_up=bytes_up,
+            steps=steps,
+        )
+        if record["status"] == "ok":
             self.accepted_round.update({u.client_id: rnd for u in accepted})
+        else:
+            self.cb.on_message(f"round {rnd} failed: {record['failure']}")
         set_parameters(self.model, self.global_arrays)
         return record
 
