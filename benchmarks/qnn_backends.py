@@ -36,8 +36,9 @@ from qfed_qiskit.engines.gradients import BatchedParamShiftSamplerGradient
 from qfed_qiskit.engines.qiskit_sampler import QiskitSamplerEngine
 from qfed_qiskit.engines.statevector import StatevectorEngine
 from qfed_qiskit.models import QuantumTrainModel
+from qfed_qiskit.profiles.passes import device_pass_manager
 from qfed_qiskit.quantum.samplers import aer_sampler, fake_backend, fake_device_sampler
-from qfed_qiskit.quantum.transpile import isa_stats, preset_pass_manager
+from qfed_qiskit.quantum.transpile import isa_stats
 
 Factory = Callable[[Any], QNNEngine]
 P1, P2, READOUT = 1e-3, 1e-2, 1e-2  # the depolarizing preset used for the noisy backends
@@ -80,11 +81,15 @@ def _factories(shots: int, device: str, seed: int) -> dict[str, Factory]:
     )
     if device:
         backend = fake_backend(device)
+        sampler = fake_device_sampler(backend, shots=shots, seed=seed)
+        # as the fake-device profiles do: the circuit on a chain of n device qubits
         out[f"{device}-{shots}"] = lambda c: QiskitSamplerEngine(
             circuit=c,
-            sampler=fake_device_sampler(backend, shots=shots, seed=seed),
+            sampler=sampler,
             shots=shots,
-            pass_manager=preset_pass_manager(backend, seed=seed),
+            pass_manager=device_pass_manager(
+                backend, layout="line", num_qubits=c.num_qubits, seed=seed
+            ),
         )
     return out
 

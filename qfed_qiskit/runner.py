@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,9 @@ def run_training(
     cb.on_message(f"data: {data.source}")
     train = to_tensor_dataset(data.train_images, data.train_labels)
     test = to_tensor_dataset(data.test_images, data.test_labels)
-    run_dir = RunDirectory(config.out or default_out_dir(config))
+    run_dir = RunDirectory(
+        config.out or default_out_dir(config), annotate=_new_job_ids(engine_factory)
+    )
     try:
         summary = _train(config, train, test, run_dir, engine_factory, cb, resume)
     finally:
@@ -92,6 +94,24 @@ def run_training(
         summary["job_ids"] = job_ids
         run_dir.write_summary(summary)
     return summary, run_dir
+
+
+def _new_job_ids(engine_factory: EngineFactory | None) -> Callable[[], dict[str, Any]] | None:
+    """For metrics lines: the ids of the jobs the factory's engines submitted since the last line.
+
+    Lines of runs whose engines submit no jobs (exact, density-matrix) get no ``job_ids`` key.
+    """
+    if getattr(engine_factory, "job_ids", None) is None:
+        return None
+    seen = 0
+
+    def annotate() -> dict[str, Any]:
+        nonlocal seen
+        ids = list(getattr(engine_factory, "job_ids", []) or [])
+        new, seen = ids[seen:], len(ids)
+        return {"job_ids": new} if new else {}
+
+    return annotate
 
 
 def _train(

@@ -189,3 +189,53 @@ def test_version() -> None:
     """--version prints the package version."""
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and "qfed-qiskit" in result.output
+
+
+def test_progress_prints_lines_without_a_terminal() -> None:
+    """Piped output gets plain progress lines (a bar cannot be drawn), at most one per interval."""
+    import io
+
+    from rich.console import Console
+
+    from qfed_qiskit.cli.progress import RichProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=120)
+    with RichProgress(console=console, line_interval_s=0.0) as progress:
+        progress.on_phase_start("epoch 1", 2)
+        progress.on_step(2.5)
+        progress.on_step(2.25)
+    lines = buffer.getvalue().splitlines()
+    assert any("epoch 1: step 1/2  loss 2.5000" in line for line in lines)
+    assert any("epoch 1: step 2/2  loss 2.2500" in line for line in lines)
+    buffer.truncate(0)
+    with RichProgress(console=console, line_interval_s=3600.0) as progress:
+        progress.on_phase_start("epoch 1", 2)
+        progress.on_step(2.5)
+    assert "step" not in buffer.getvalue()
+
+
+@pytest.mark.aer
+def test_train_on_noisy_aer_records_backend_and_jobs(small_data: Path, tmp_path: Path) -> None:
+    """train --backend aer-noisy: summary names the backend; each epoch line lists its jobs."""
+    out = tmp_path / "noisy"
+    summary = _train(
+        small_data,
+        out,
+        *("--backend", "aer-noisy", "--epochs", "2", "--blocks", "1"),
+        *("--chunk-size", "1024", "--batch-size", "64", "--max-steps-per-epoch", "2"),
+    )
+    assert summary["backend"] == "aer-noisy"
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    per_epoch = [line["job_ids"] for line in lines]
+    # 2 steps x (forward + gradient) per epoch, plus the evaluation forward
+    assert all(len(ids) >= 4 for ids in per_epoch)
+    every = summary["job_ids"]
+    assert isinstance(every, list)
+    joined = [job for ids in per_epoch for job in ids]
+    # the summary also has the job that generated the saved CNN's weights after the last epoch
+    assert joined == every[: len(joined)] and len(every) - len(joined) <= 1
+    assert len(set(summary["job_ids"])) == len(summary["job_ids"])  # type: ignore[arg-type]
+    plain = tmp_path / "plain"
+    _train(small_data, plain, "--epochs", "1", "--blocks", "1", "--max-steps-per-epoch", "1")
+    assert "job_ids" not in json.loads((plain / "metrics.jsonl").read_text())

@@ -90,7 +90,7 @@ def test_noisy_exact_sampler_matches_density_matrix_engine() -> None:
     from qfed_qiskit.engines.density_matrix import DensityMatrixEngine, DepolarizingNoise
 
     noise = DepolarizingNoise(p1=2e-3, p2=2e-2, readout=3e-2)
-    circuit = qt_ansatz(3, 1)
+    circuit = qt_ansatz(4, 2)
     theta = torch.empty(circuit.num_parameters, dtype=torch.float64).uniform_(-3, 3)
     expected = DensityMatrixEngine(circuit=circuit, noise=noise, dtype=torch.float64)(theta)
     engine = QiskitSamplerEngine(

@@ -597,7 +597,7 @@ def test_rewritten_u_gates_keep_probabilities(rng: np.random.Generator) -> None:
     """The U/CU rewrite used before transpiling changes only the global phase."""
     from qiskit.quantum_info import Statevector
 
-    from qfed_qiskit.profiles.passes import rewrite_u_gates
+    from qfed_qiskit.quantum.transpile import rewrite_u_gates
 
     circuit = qt_ansatz(3, 2)
     values = rng.uniform(-np.pi, np.pi, circuit.num_parameters)

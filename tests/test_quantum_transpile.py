@@ -136,3 +136,26 @@ def test_logical_clbit_order_requires_measurements() -> None:
     qc.measure(0, 0)
     with pytest.raises(QFedInputError, match="measured"):
         logical_clbit_order(qc)
+
+
+def test_preset_pass_manager_rewrites_parameterised_u_gates(manila: object) -> None:
+    """Parameterised U/CU are rewritten before translation; bound ISA circuits keep the physics."""
+    circuit = qt_ansatz(5, 2)
+    circuit.measure_all()
+    isa = preset_pass_manager(manila, seed=2).run(circuit)
+    assert "cu" not in isa.count_ops() and "u" not in isa.count_ops()
+    values = np.random.default_rng(4).uniform(-3, 3, circuit.num_parameters)
+    got = _ideal_probs(isa.assign_parameters(values))
+    expected = Statevector(qt_ansatz(5, 2).assign_parameters(values)).probabilities()
+    np.testing.assert_allclose(got, expected, atol=1e-10)
+
+
+def test_isa_circuit_of_paper_width_ansatz() -> None:
+    """The 13-qubit ring transpiles to a heavy-hex device (Qiskit 2.6 stalled on raw u/cu)."""
+    torino = fake_backend("fake_torino")
+    circuit = qt_ansatz(13, 2)
+    circuit.measure_all()
+    isa = isa_circuit(circuit, torino, seed=0)
+    stats = isa_stats(isa)
+    assert stats.two_qubit_gates >= 2 * 13 * 2  # each CU needs >= 2 two-qubit gates
+    assert isa.num_parameters == circuit.num_parameters

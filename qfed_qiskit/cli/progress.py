@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import Any
 
@@ -20,14 +21,27 @@ from rich.progress import (
 class RichProgress:
     """Shows a bar per phase (epoch or client round) with the running loss, and one line per phase.
 
+    When the console is not a terminal (output piped to a file or a CI log) a bar cannot be drawn,
+    so a plain progress line is printed instead, at most every ``line_interval_s`` seconds: slow
+    backends (noisy Aer, fake devices, hardware) take minutes per epoch and must not look hung.
+
     Args:
         console: Where to draw (stdout by default).
         quiet: Print nothing (e.g. with ``--json``).
+        line_interval_s: Seconds between progress lines without a terminal.
     """
 
-    def __init__(self, *, console: Console | None = None, quiet: bool = False) -> None:
+    def __init__(
+        self, *, console: Console | None = None, quiet: bool = False, line_interval_s: float = 30.0
+    ) -> None:
         self.console = console or Console()
         self.quiet = quiet
+        self.line_interval_s = line_interval_s
+        self._phase = ""
+        self._done = 0
+        self._total = 0
+        self._started = 0.0
+        self._last_line = 0.0
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -58,11 +72,23 @@ class RichProgress:
         if self._task is not None:
             self._progress.remove_task(self._task)
         self._task = self._progress.add_task(name, total=total_steps, loss="-")
+        self._phase, self._done, self._total = name, 0, total_steps
+        self._started = self._last_line = time.monotonic()
 
     def on_step(self, loss: float) -> None:
         """Advance the bar."""
         if self._task is not None:
             self._progress.update(self._task, advance=1, loss=f"{loss:.4f}")
+        self._done += 1
+        now = time.monotonic()
+        if self.quiet or self.console.is_terminal or now - self._last_line < self.line_interval_s:
+            return
+        self._last_line = now
+        self.console.print(
+            f"{self._phase}: step {self._done}/{self._total}  loss {loss:.4f}  "
+            f"{now - self._started:.0f} s",
+            highlight=False,
+        )
 
     def on_phase_end(self, name: str, metrics: dict[str, Any]) -> None:
         """Print the phase's headline metrics."""

@@ -1,4 +1,4 @@
-"""Device pass managers for QT circuits: parameterised U/CU rewritten before Qiskit's presets."""
+"""Device pass managers for QT circuits: Qiskit's presets, optionally on a chain of qubits."""
 
 from __future__ import annotations
 
@@ -7,80 +7,9 @@ import logging
 import warnings
 from typing import Any
 
-from qiskit.circuit import ParameterExpression, QuantumCircuit
-from qiskit.converters import circuit_to_dag, dag_to_circuit
-from qiskit.dagcircuit import DAGCircuit
-from qiskit.transpiler import PassManager
-from qiskit.transpiler.basepasses import TransformationPass
-
 from qfed_qiskit.exceptions import QFedInputError
 
 logger = logging.getLogger(__name__)
-
-_REWRITTEN = ("u", "u3", "cu", "cu3")
-
-
-def _parameterised(op: Any) -> bool:
-    return any(isinstance(p, ParameterExpression) and p.parameters for p in op.params)
-
-
-def rewrite_u_gates(circuit: QuantumCircuit) -> QuantumCircuit:
-    """``circuit`` with parameterised U/CU gates as RZ, RY and CX, global phase dropped.
-
-    ``U(θ, φ, λ) = e^{i(φ+λ)/2} RZ(φ) RY(θ) RZ(λ)`` and, with ``A = RZ(φ) RY(θ/2)``,
-    ``B = RY(-θ/2) RZ(-(φ+λ)/2)``, ``C = RZ((λ-φ)/2)`` (``ABC = I``, ``A X B X C = RZ(φ) RY(θ)
-    RZ(λ)``), ``CU(θ, φ, λ, γ) = RZ(γ + (φ+λ)/2)_control · [C, CX, B, CX, A]_target`` up to a
-    global phase. The global phase does not change measured probabilities.
-
-    Qiskit 2.x's ``BasisTranslator`` slows down exponentially with the number of qubits on
-    circuits that mix parameterised ``u`` and ``cu`` gates (6.8 s for a 7-qubit ring, minutes
-    for 13 qubits, Qiskit 2.6), while the rewritten circuit of the 13-qubit, L = 16 QT ansatz
-    transpiles to FakeTorino in about 0.3 s.
-
-    Args:
-        circuit: Any circuit; gates other than parameterised ``u``, ``u3``, ``cu`` and ``cu3``
-            are kept as they are.
-
-    Returns:
-        A new circuit with the same registers and parameters.
-    """
-    out = circuit.copy_empty_like()
-    out.global_phase = 0.0
-    for instruction in circuit.data:
-        op, qubits = instruction.operation, instruction.qubits
-        if op.name not in _REWRITTEN or not _parameterised(op):
-            out.append(instruction)
-            continue
-        if op.name in ("u", "u3"):
-            theta, phi, lam = op.params
-            out.rz(lam, qubits[0])
-            out.ry(theta, qubits[0])
-            out.rz(phi, qubits[0])
-            continue
-        theta, phi, lam = op.params[:3]
-        gamma = op.params[3] if op.name == "cu" else 0.0
-        control, target = qubits
-        out.rz((lam - phi) / 2, target)
-        out.cx(control, target)
-        out.rz(-(phi + lam) / 2, target)
-        out.ry(-theta / 2, target)
-        out.cx(control, target)
-        out.ry(theta / 2, target)
-        out.rz(phi, target)
-        out.rz(gamma + (phi + lam) / 2, control)
-    return out
-
-
-class RewriteUGates(TransformationPass):  # type: ignore[misc]
-    """Transpiler pass applying :func:`rewrite_u_gates` (put it before Qiskit's preset stages)."""
-
-    def run(self, dag: DAGCircuit) -> DAGCircuit:
-        """Rewrite the parameterised U/CU gates of ``dag``."""
-        if not any(node.op.name in _REWRITTEN for node in dag.op_nodes()):
-            return dag
-        out: DAGCircuit = circuit_to_dag(rewrite_u_gates(dag_to_circuit(dag)))
-        return out
-
 
 LAYOUTS = ("auto", "line")
 """Qubit placement on a device: Qiskit's own (``auto``) or a chain of neighbours (``line``)."""
@@ -176,7 +105,7 @@ def device_pass_manager(
     layout: str = "auto",
     num_qubits: int | None = None,
 ) -> Any:
-    """Qiskit's preset pass manager for ``backend`` with :class:`RewriteUGates` first.
+    """Qiskit's preset pass manager for ``backend`` (U/CU rewritten first), optionally on a line.
 
     With ``layout="line"`` the circuit is placed on :func:`device_line` and routed on that chain
     only, so it touches exactly ``num_qubits`` physical qubits: a simulator (Aer only simulates
@@ -197,7 +126,7 @@ def device_pass_manager(
     Raises:
         QFedInputError: For an unknown layout, or ``"line"`` without ``num_qubits``.
     """
-    from qfed_qiskit.quantum.transpile import preset_pass_manager
+    from qfed_qiskit.quantum.transpile import preset_pass_manager, with_u_rewrite
 
     if layout not in LAYOUTS:
         raise QFedInputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
@@ -213,14 +142,8 @@ def device_pass_manager(
                 num_qubits,
             )
     if chain is None:
-        manager = preset_pass_manager(backend, optimization_level=optimization_level, seed=seed)
-    else:
-        manager = _line_pass_manager(backend, chain, optimization_level, seed)
-    stage = PassManager([RewriteUGates()])
-    if manager.pre_init is not None:
-        stage.append(manager.pre_init.to_flow_controller())
-    manager.pre_init = stage
-    return manager
+        return preset_pass_manager(backend, optimization_level=optimization_level, seed=seed)
+    return with_u_rewrite(_line_pass_manager(backend, chain, optimization_level, seed))
 
 
 def _line_pass_manager(

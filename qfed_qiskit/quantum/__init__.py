@@ -26,6 +26,7 @@ from qfed_qiskit.quantum.transpile import (
     logical_clbit_order,
     measure_logical,
     preset_pass_manager,
+    rewrite_u_gates,
     to_logical_order,
 )
 
@@ -50,6 +51,7 @@ __all__ = [
     "preset_pass_manager",
     "pub_probabilities",
     "redact",
+    "rewrite_u_gates",
     "runtime_sampler",
     "to_logical_order",
 ]

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ class RunDirectory:
 
     Args:
         path: Folder (created if missing).
+        annotate: Called for every metrics line; its keys are added to the line. The runner uses
+            it to record which hardware/runtime jobs each epoch or round submitted, so the
+            training loops need not know about backends.
     """
 
     METRICS = "metrics.jsonl"
@@ -50,9 +54,12 @@ class RunDirectory:
     MODEL = "model.pt"
     CNN = "cnn.pt"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, annotate: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.annotate = annotate
 
     def reset_metrics(self, keep: int = 0) -> None:
         """Keep only the first ``keep`` metric lines (used when a run restarts or resumes)."""
@@ -62,6 +69,8 @@ class RunDirectory:
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON object as a line of ``metrics.jsonl`` (flushed and fsynced)."""
+        if self.annotate is not None:
+            record = {**record, **self.annotate()}
         with (self.path / self.METRICS).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
             fh.flush()
