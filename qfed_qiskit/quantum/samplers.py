@@ -442,6 +442,8 @@ def noise_preserving_decomposition(circuit: QuantumCircuit, supported: set[str])
     return out.copy()
 
 
+_PLAN_CACHE_SIZE = 64
+
 AER_SPEED_OPTIONS: dict[str, int] = {"fusion_threshold": 1, "max_parallel_experiments": 0}
 """Aer options of :class:`ExactAerSampler`'s simulators.
 
@@ -568,6 +570,8 @@ class ExactAerSampler(BaseSamplerV2):  # type: ignore[misc]
         body.save_probabilities(list(order))
         plan = _ExactPlan(body, register, len(order), order, simulator, noise_model)
         self._plans[id(circuit)] = (circuit, plan)
+        while len(self._plans) > _PLAN_CACHE_SIZE:  # callers that make new circuits per call
+            self._plans.pop(next(iter(self._plans)))
         return plan
 
     def run(
