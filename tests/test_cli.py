@@ -208,11 +208,14 @@ def test_progress_prints_lines_without_a_terminal() -> None:
     lines = buffer.getvalue().splitlines()
     assert any("epoch 1: step 1/2  loss 2.5000" in line for line in lines)
     assert any("epoch 1: step 2/2  loss 2.2500" in line for line in lines)
+    buffer.seek(0)
     buffer.truncate(0)
     with RichProgress(console=console, line_interval_s=3600.0) as progress:
-        progress.on_phase_start("epoch 1", 2)
-        progress.on_step(2.5)
-    assert "step" not in buffer.getvalue()
+        for phase in ("client 0", "client 1"):
+            progress.on_phase_start(phase, 2)
+            progress.on_step(2.5)
+            progress.on_step(2.0)
+    assert buffer.getvalue().count("step") == 1  # the first step only, then one per interval
 
 
 @pytest.mark.aer

@@ -22,8 +22,10 @@ class RichProgress:
     """Shows a bar per phase (epoch or client round) with the running loss, and one line per phase.
 
     When the console is not a terminal (output piped to a file or a CI log) a bar cannot be drawn,
-    so a plain progress line is printed instead, at most every ``line_interval_s`` seconds: slow
-    backends (noisy Aer, fake devices, hardware) take minutes per epoch and must not look hung.
+    so a plain progress line is printed instead: after the first step, then at most every
+    ``line_interval_s`` seconds (across phases, so many short client phases are covered too).
+    Slow backends (noisy Aer, fake devices, hardware) take minutes per epoch and must not look
+    hung.
 
     Args:
         console: Where to draw (stdout by default).
@@ -73,7 +75,7 @@ class RichProgress:
             self._progress.remove_task(self._task)
         self._task = self._progress.add_task(name, total=total_steps, loss="-")
         self._phase, self._done, self._total = name, 0, total_steps
-        self._started = self._last_line = time.monotonic()
+        self._started = time.monotonic()  # _last_line is kept: short phases still get lines
 
     def on_step(self, loss: float) -> None:
         """Advance the bar."""
