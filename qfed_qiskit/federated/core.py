@@ -635,3 +635,45 @@ def aggregate_round(
     record["dp_noise_std"] = dp.noise_std
     record["dp_clipped"] = dp.clipped
     return dp.arrays, record
+
+
+def federated_summary(
+    config: TrainConfig,
+    *,
+    history: Sequence[Mapping[str, Any]],
+    shard_sizes: Sequence[int],
+    global_arrays: Mapping[str, Array],
+    runtime: str,
+    resumed: bool,
+) -> dict[str, Any]:
+    """The federated keys of ``summary.json`` (both runtimes write the same ones).
+
+    Args:
+        config: The run's configuration.
+        history: One record per finished round (as written to ``metrics.jsonl``).
+        shard_sizes: Samples per client.
+        global_arrays: The final global parameters.
+        runtime: ``"embedded"`` or ``"flower"``.
+        resumed: Whether the run continued from a checkpoint.
+    """
+    return {
+        "rounds": len(history),
+        "rounds_failed": sum(1 for r in history if r.get("status") != "ok"),
+        "clients": config.clients,
+        "local_epochs": config.local_epochs,
+        "partition": config.partition,
+        "shard_sizes": list(shard_sizes),
+        "bytes_down_total": sum(int(r["bytes_down"]) for r in history),
+        "bytes_up_total": sum(int(r["bytes_up"]) for r in history),
+        "bytes_total": sum(int(r["bytes_down"]) + int(r["bytes_up"]) for r in history),
+        "bytes_per_model": serialized_size(global_arrays),
+        "clients_rejected_total": sum(int(r["clients_rejected"]) for r in history),
+        "dp": {
+            "enabled": config.dp_clip is not None,
+            "clip": config.dp_clip,
+            "noise_multiplier": config.dp_noise if config.dp_clip is not None else None,
+            "accountant": None,
+        },
+        "runtime": runtime,
+        "resumed": resumed,
+    }

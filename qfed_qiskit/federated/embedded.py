@@ -48,6 +48,7 @@ from qfed_qiskit.federated.core import (
     aggregate_round,
     client_fit,
     client_steps_per_epoch,
+    federated_summary,
     get_parameters,
     sample_clients,
     serialized_size,
@@ -416,27 +417,14 @@ def run_federated(
         result=result,
         wall_time_s=server.prior_wall + (time.perf_counter() - session_start),
         steps=sum(int(r.get("steps", 0)) for r in history),
-        extra={
-            "rounds": server.round,
-            "rounds_failed": sum(1 for r in history if r.get("status") != "ok"),
-            "clients": config.clients,
-            "local_epochs": config.local_epochs,
-            "partition": config.partition,
-            "shard_sizes": [len(s) for s in shards],
-            "bytes_down_total": sum(int(r["bytes_down"]) for r in history),
-            "bytes_up_total": sum(int(r["bytes_up"]) for r in history),
-            "bytes_total": sum(int(r["bytes_down"]) + int(r["bytes_up"]) for r in history),
-            "bytes_per_model": serialized_size(server.global_arrays),
-            "clients_rejected_total": sum(int(r["clients_rejected"]) for r in history),
-            "dp": {
-                "enabled": config.dp_clip is not None,
-                "clip": config.dp_clip,
-                "noise_multiplier": config.dp_noise if config.dp_clip is not None else None,
-                "accountant": None,
-            },
-            "runtime": "embedded",
-            "resumed": resume,
-        },
+        extra=federated_summary(
+            config,
+            history=history,
+            shard_sizes=[len(s) for s in shards],
+            global_arrays=server.global_arrays,
+            runtime="embedded",
+            resumed=resume,
+        ),
     )
     run_dir.write_summary(summary)
     return summary

@@ -26,6 +26,7 @@ from qfed_qiskit.federated.core import (
     Arrays,
     ClientUpdate,
     aggregate_round,
+    federated_summary,
     get_parameters,
     sample_clients,
     serialized_size,
@@ -336,27 +337,14 @@ def run_server(
         result=result,
         wall_time_s=time.perf_counter() - session_start,
         steps=sum(int(r.get("steps", 0)) for r in history),
-        extra={
-            "rounds": len(history),
-            "rounds_failed": sum(1 for r in history if r.get("status") != "ok"),
-            "clients": config.clients,
-            "local_epochs": config.local_epochs,
-            "partition": config.partition,
-            "shard_sizes": shard_sizes,
-            "bytes_down_total": sum(int(r["bytes_down"]) for r in history),
-            "bytes_up_total": sum(int(r["bytes_up"]) for r in history),
-            "bytes_total": sum(int(r["bytes_down"]) + int(r["bytes_up"]) for r in history),
-            "bytes_per_model": serialized_size(server.global_arrays),
-            "clients_rejected_total": sum(int(r["clients_rejected"]) for r in history),
-            "dp": {
-                "enabled": config.dp_clip is not None,
-                "clip": config.dp_clip,
-                "noise_multiplier": config.dp_noise if config.dp_clip is not None else None,
-                "accountant": None,
-            },
-            "runtime": "flower",
-            "resumed": False,
-        },
+        extra=federated_summary(
+            config,
+            history=history,
+            shard_sizes=shard_sizes,
+            global_arrays=server.global_arrays,
+            runtime="flower",
+            resumed=False,
+        ),
     )
     run_dir.write_summary(summary)
     cb.on_message(f"test accuracy {result.accuracy:.4f}; outputs in {run_dir.path}")
