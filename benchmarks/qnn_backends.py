@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from step_time import training_step  # the same training step (this folder is on sys.path)
 
 from qfed_qiskit.engines.base import QNNEngine
 from qfed_qiskit.engines.gradients import BatchedParamShiftSamplerGradient
@@ -95,19 +95,6 @@ def _factories(shots: int, device: str, seed: int) -> dict[str, Factory]:
     return out
 
 
-def _step_fn(model: nn.Module, batch: int) -> Callable[[], None]:
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5, eps=1e-6)
-    x = torch.randn(batch, 1, 28, 28)
-    y = torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-
-    return step
-
-
 def _median_s(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -126,7 +113,7 @@ def _time_steps(
         torch.manual_seed(0)
         start = time.perf_counter()
         model = QuantumTrainModel(blocks=blocks, chunk_size=chunk, engine_factory=factory)
-        step = _step_fn(model, batch)
+        step = training_step(model, batch)
         step()  # warm-up: transpilation, noise models, numba caches
         warm = time.perf_counter() - start
         n = repeats if name != "exact" else max(repeats, 10)

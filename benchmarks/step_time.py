@@ -24,7 +24,8 @@ from torch import nn
 from qfed_qiskit.models import QuantumTrainModel, TargetCNN
 
 
-def _step_fn(model: nn.Module, batch: int) -> Callable[[], None]:
+def training_step(model: nn.Module, batch: int) -> Callable[[], None]:
+    """One paper-settings Adam step (forward, backward, update) on a fixed random batch."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5, eps=1e-6)
     x = torch.randn(batch, 1, 28, 28)
     y = torch.randint(0, 10, (batch,))
@@ -74,7 +75,11 @@ def main() -> None:
     torch.manual_seed(0)
     cnn = TargetCNN()
     qt = QuantumTrainModel(blocks=args.blocks, chunk_size=args.chunk_size)
-    fns = {"cnn": _step_fn(cnn, args.batch), "qt": _step_fn(qt, args.batch), "qnn": _qnn_fn(qt)}
+    fns = {
+        "cnn": training_step(cnn, args.batch),
+        "qt": training_step(qt, args.batch),
+        "qnn": _qnn_fn(qt),
+    }
     for fn in fns.values():  # warm-up: numba compilation/caching, allocator, oneDNN kernels
         for _ in range(args.warmup):
             fn()
