@@ -27,6 +27,7 @@ MODELS = ("qt", "classical")
 DTYPES = ("float32", "float64")
 ACTIVATIONS = ("none", "relu")
 RUNTIMES = ("embedded", "flower")
+PLATEAU_SCOPES = ("client", "round")
 
 PAPER_LR = {"qt": 1e-4, "classical": 1e-3}
 """Adam learning rates of the reference (paper.md): QT 1e-4, classical CNN 1e-3."""
@@ -49,6 +50,10 @@ class TrainConfig:
     adam_eps: float = 1e-6
     plateau_patience: int = 5
     plateau_factor: float = 0.5
+    # Federated only: "client" keeps each client's ReduceLROnPlateau tracker across rounds;
+    # "round" restarts its best-loss/bad-epoch tracking (not the lr) when a round starts,
+    # because the aggregated model's loss is not comparable with the client's own last best.
+    plateau_scope: str = "client"
     blocks: int = 16
     chunk_size: int = 1
     activation: str = "none"
@@ -116,7 +121,13 @@ def _check_value(key: str, value: Any) -> str | None:
             return _type_error(key, value, "a number")
     elif ann.startswith("str") and not isinstance(value, str):
         return _type_error(key, value, "a string")
-    choices = {"model": MODELS, "dtype": DTYPES, "activation": ACTIVATIONS, "runtime": RUNTIMES}
+    choices = {
+        "model": MODELS,
+        "dtype": DTYPES,
+        "activation": ACTIVATIONS,
+        "runtime": RUNTIMES,
+        "plateau_scope": PLATEAU_SCOPES,
+    }
     if key in choices and value not in choices[key]:
         return _type_error(key, value, "one of " + ", ".join(choices[key]))
     positive = {

@@ -94,3 +94,12 @@ def test_fingerprint_ignores_output_location() -> None:
     a = TrainConfig(out="a")
     assert a.fingerprint() == TrainConfig(out="b").fingerprint()
     assert a.fingerprint() != TrainConfig(seed=1).fingerprint()
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")), ids=lambda p: p.name
+)
+def test_shipped_configs_load(path: Path) -> None:
+    """Every config in configs/ is valid and writes its runs under runs/."""
+    config = load_config(path)
+    assert config.out is not None and config.out.startswith("runs/")

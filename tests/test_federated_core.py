@@ -303,6 +303,37 @@ def test_client_fit_state_continues_like_one_optimizer() -> None:
     assert torch.equal(s2.generator, s12.generator)
 
 
+@pytest.mark.parametrize(("scope", "halved"), [("client", True), ("round", False)])
+def test_plateau_scope_decides_whether_a_round_starts_fresh(scope: str, halved: bool) -> None:
+    """A tracker whose best loss is unbeatable halves the lr at once, unless scope is "round"."""
+    config = TrainConfig(
+        model="classical",
+        local_epochs=1,
+        batch_size=16,
+        lr=1e-3,
+        plateau_patience=1,
+        plateau_scope=scope,
+    )
+    start = get_parameters(TargetCNN())
+    _, state = client_fit(TargetCNN(), start, _data(), config=config, client_id=0)
+    # As after rounds that ended with a lower local loss than the aggregated model will have.
+    state.scheduler.update(best=-1.0, num_bad_epochs=1)
+    update, new_state = client_fit(
+        TargetCNN(), start, _data(), config=config, client_id=0, state=state
+    )
+    assert update.metrics["lr"] == pytest.approx(5e-4 if halved else 1e-3)
+    assert new_state.scheduler["best"] == (-1.0 if halved else pytest.approx(update.loss))
+
+
+def test_plateau_scope_is_checked() -> None:
+    """An unknown plateau_scope is a one-line config error naming the allowed values."""
+    from qfed_qiskit.config import build_config
+    from qfed_qiskit.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=r"plateau_scope='epoch'.*client, round"):
+        build_config({"plateau-scope": "epoch"})
+
+
 def test_client_state_bytes_roundtrip() -> None:
     """ClientState survives to_bytes/from_bytes (weights_only load)."""
     config = TrainConfig(model="classical", local_epochs=1, batch_size=32)

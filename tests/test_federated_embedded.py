@@ -109,6 +109,8 @@ def test_run_federated_writes_round_metrics_and_summary(
         assert r["clients_rejected"] == 0 and r["rejected"] == []
         assert r["bytes_down"] == r["bytes_up"] == 2 * model_bytes
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["train_loss"] > 0 and r["wall_time_s"] > 0
+        assert len(r["client_lr"]) == 2
+        assert all(0 < lr <= config.learning_rate for lr in r["client_lr"])
     assert [r["clients_sampled"] for r in lines] == [
         sample_clients(3, fraction=0.67, min_clients=1, seed=5, server_round=k) for k in (1, 2, 3)
     ]

@@ -271,6 +271,18 @@ def client_steps_per_epoch(config: TrainConfig, num_samples: int) -> int:
     return steps
 
 
+def restart_plateau_tracking(scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau) -> None:
+    """Forget the best loss and the bad-epoch count of ``scheduler``; keep its learning rate.
+
+    After FedAvg the client starts from a model it did not train, whose local loss is usually
+    above the client's own best of the previous round; without this, every round would count
+    as non-improving epochs and the learning rate would halve round after round.
+    """
+    scheduler.best = scheduler.mode_worse
+    scheduler.num_bad_epochs = 0
+    scheduler.cooldown_counter = 0
+
+
 def client_fit(
     model: nn.Module,
     global_arrays: Mapping[str, Array],
@@ -288,7 +300,9 @@ def client_fit(
     Loads ``global_arrays`` into ``model``, rebuilds Adam and ReduceLROnPlateau from ``state``
     (fresh ones on the first round), trains ``config.local_epochs`` epochs of
     :func:`~qfed_qiskit.training.loop.train_epoch` on ``data`` (the scheduler steps on each
-    epoch's loss, as in centralized training) and returns the trained arrays.
+    epoch's loss, as in centralized training) and returns the trained arrays. With
+    ``config.plateau_scope == "round"`` the scheduler keeps its learning rate but forgets its best
+    loss and bad-epoch count at the start of the round (:func:`restart_plateau_tracking`).
 
     ``model`` is used as scratch space: its parameters are overwritten and trained. Neither
     ``state`` nor ``global_arrays`` is modified, so a caller that abandons a slow call (see
@@ -331,6 +345,8 @@ def client_fit(
         scheduler.load_state_dict(copy.deepcopy(state.scheduler))
         generator.set_state(state.generator.clone())
         fits = state.fits
+        if config.plateau_scope == "round":
+            restart_plateau_tracking(scheduler)
     loss = accuracy = 0.0
     steps = 0
     for _ in range(config.local_epochs):
@@ -614,6 +630,8 @@ def aggregate_round(
         "clients_ok": len(accepted),
         "clients_rejected": len(rejected),
         "train_loss": weighted_loss(accepted),
+        # Each accepted client's learning rate after its local epochs (same order as "accepted").
+        "client_lr": [u.metrics.get("lr") for u in accepted],
         "bytes_down": bytes_down,
         "bytes_up": bytes_up,
         "steps": steps,

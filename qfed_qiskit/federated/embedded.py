@@ -336,7 +336,8 @@ def run_federated(
 
     Writes one ``metrics.jsonl`` line per round (``round``, ``status``, ``test_accuracy``,
     ``test_loss``, ``train_loss`` = sample-weighted mean client loss, ``clients_sampled``,
-    ``accepted``, ``clients_ok``, ``rejected`` = ``[{"client", "reason"}]``, ``clients_rejected``,
+    ``accepted``, ``client_lr`` (their learning rates after the round), ``clients_ok``,
+    ``rejected`` = ``[{"client", "reason"}]``, ``clients_rejected``,
     ``bytes_down``, ``bytes_up``, ``steps``, ``wall_time_s``, ``run_time_s``), a checkpoint after
     every round (``checkpoint.pt``), and at the end ``summary.json``, ``model.pt`` and ``cnn.pt``.
 
