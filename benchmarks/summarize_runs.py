@@ -17,6 +17,8 @@ def main() -> None:
     rows = []
     for arg in sys.argv[1:]:
         run = Path(arg)
+        if not (run / "summary.json").is_file():
+            sys.exit(f"error: {run / 'summary.json'}: not found (is {run} a finished run?)")
         summary = json.loads((run / "summary.json").read_text())
         curve = [
             round(json.loads(line)["test_accuracy"], 4)
