@@ -281,6 +281,28 @@ def test_resume_with_different_config_is_refused(
         _run(_config(tmp_path), data, resume=True)
 
 
+def test_checkpoint_from_before_a_new_setting_still_resumes(
+    tmp_path: Path, reference: dict[str, Path]
+) -> None:
+    """A checkpoint whose config lacks a newer setting (here plateau_scope) resumes with its
+    default; one naming a setting this version does not know is refused."""
+    ckpt_file = reference["classical"] / "checkpoint.pt"
+    data = torch.load(ckpt_file, weights_only=True)
+    del data["config"]["plateau_scope"]
+    data["fingerprint"] = "written-by-an-older-version"
+    (tmp_path / "old").mkdir()
+    torch.save(data, tmp_path / "old" / "checkpoint.pt")
+    config = resume_config(tmp_path / "old")
+    assert config.plateau_scope == "client"
+    assert load_checkpoint(tmp_path / "old", config=config).round == 3
+
+    data["config"]["setting_from_the_future"] = 1
+    (tmp_path / "new").mkdir()
+    torch.save(data, tmp_path / "new" / "checkpoint.pt")
+    with pytest.raises(QFedInputError, match="different config"):
+        load_checkpoint(tmp_path / "new", config=config)
+
+
 _KILL_SCRIPT = textwrap.dedent(
     """
     import json, sys

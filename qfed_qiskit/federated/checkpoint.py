@@ -128,6 +128,20 @@ def _config_diff(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[
     ]
 
 
+def _stored_fingerprint(stored: Mapping[str, Any], *, recorded: str) -> str:
+    """The resume fingerprint of a checkpoint's stored config, under today's list of settings.
+
+    A setting added after the checkpoint was written gets its default, which reproduces what the
+    older version did, so its checkpoints stay resumable. A stored config this version cannot
+    read (a setting it does not know) keeps the ``recorded`` fingerprint, which will not match.
+    """
+    try:
+        config = TrainConfig(**{k: v for k, v in stored.items() if k != "extra"})
+    except TypeError:
+        return recorded
+    return resume_fingerprint(config)
+
+
 def load_checkpoint(run_dir: str | Path, *, config: TrainConfig | None = None) -> Checkpoint:
     """Read the checkpoint in ``run_dir``.
 
@@ -151,7 +165,8 @@ def load_checkpoint(run_dir: str | Path, *, config: TrainConfig | None = None) -
         raise QFedInputError(f"{path}: unreadable checkpoint ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
         raise QFedInputError(f"{path}: not a qfed-qiskit checkpoint (format {FORMAT_VERSION})")
-    if config is not None and data["fingerprint"] != resume_fingerprint(config):
+    fingerprint = _stored_fingerprint(data["config"], recorded=str(data["fingerprint"]))
+    if config is not None and fingerprint != resume_fingerprint(config):
         diff = _config_diff(data["config"], config.to_dict())
         raise QFedInputError(
             f"{run_dir}: checkpoint was written with a different config "
@@ -160,7 +175,7 @@ def load_checkpoint(run_dir: str | Path, *, config: TrainConfig | None = None) -
     arrays = {k: data["global_arrays"][k].numpy().copy() for k in data["global_names"]}
     return Checkpoint(
         round=int(data["round"]),
-        fingerprint=str(data["fingerprint"]),
+        fingerprint=fingerprint,
         config=dict(data["config"]),
         global_arrays=arrays,
         client_states={int(k): ClientState.from_dict(v) for k, v in data["client_states"].items()},
