@@ -62,11 +62,6 @@ def spearman(a: list[float], b: list[float]) -> float:
     return cov / (va * vb) ** 0.5
 
 
-def nn_loss(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean cross-entropy."""
-    return float(torch.nn.functional.cross_entropy(logits, labels))
-
-
 def main() -> None:
     """Print one row per seed, then a JSON object with all rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -90,7 +85,7 @@ def main() -> None:
             logits = model(images)
             row: dict[str, float | int | None] = {
                 "seed": seed,
-                "initial_loss": round(nn_loss(logits, labels), 3),
+                "initial_loss": round(float(torch.nn.functional.cross_entropy(logits, labels)), 3),
                 "logit_std": round(float(logits.std()), 3),
                 "weight_std": round(float(model.generate_flat().std()), 4),
             }
@@ -106,13 +101,14 @@ def main() -> None:
             f"{row['logit_std']:8.2f}  weight std {row['weight_std']:.4f}"
             + (f"  final acc {final:.2%}" if final is not None else "")
         )
-    paired = [r for r in rows if r.get("final_accuracy") is not None]
+    paired = [
+        (float(r["initial_loss"] or 0), float(r["final_accuracy"]))
+        for r in rows
+        if r.get("final_accuracy") is not None
+    ]
     result: dict[str, object] = {"images": args.images, "rows": rows}
     if len(paired) > 2:
-        rho = spearman(
-            [float(r["initial_loss"] or 0) for r in paired],
-            [float(r["final_accuracy"] or 0) for r in paired],
-        )
+        rho = spearman([loss for loss, _ in paired], [acc for _, acc in paired])
         result["spearman_initial_loss_vs_final_accuracy"] = round(rho, 3)
         print(f"Spearman rank correlation, initial loss vs final accuracy: {rho:.2f}")
     print(json.dumps(result))

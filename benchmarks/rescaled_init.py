@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from summarize_runs import accuracy_curve  # this folder is on sys.path
 
 import qfed_qiskit.training.centralized as centralized
 from qfed_qiskit.config import TrainConfig
@@ -49,11 +50,7 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         out = Path(f"runs/rescaled-init-{args.weight_std}-s{seed}")
         run_training(TrainConfig(epochs=args.epochs, seed=seed, out=str(out)))
-        curve = [
-            round(json.loads(line)["test_accuracy"], 4)
-            for line in (out / "metrics.jsonl").read_text().splitlines()
-            if line.strip()
-        ]
+        curve = accuracy_curve(out)
         rows.append({"seed": seed, "curve": curve, "test_accuracy": curve[-1]})
         print(f"seed {seed}: " + ", ".join(f"{a:.1%}" for a in curve), flush=True)
     print(json.dumps({"weight_std": args.weight_std, "epochs": args.epochs, "runs": rows}))

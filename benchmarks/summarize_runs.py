@@ -12,6 +12,15 @@ import sys
 from pathlib import Path
 
 
+def accuracy_curve(run: Path) -> list[float]:
+    """Test accuracy after each epoch/round of the run in ``run`` (from its metrics.jsonl)."""
+    return [
+        round(json.loads(line)["test_accuracy"], 4)
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+
+
 def main() -> None:
     """Read each run directory and print its figures."""
     rows = []
@@ -20,11 +29,7 @@ def main() -> None:
         if not (run / "summary.json").is_file():
             sys.exit(f"error: {run / 'summary.json'}: not found (is {run} a finished run?)")
         summary = json.loads((run / "summary.json").read_text())
-        curve = [
-            round(json.loads(line)["test_accuracy"], 4)
-            for line in (run / "metrics.jsonl").read_text().splitlines()
-            if line.strip()
-        ]
+        curve = accuracy_curve(run)
         rows.append(
             {
                 "run": str(run),
