@@ -199,9 +199,14 @@ def test_progress_prints_lines_without_a_terminal() -> None:
 
     from qfed_qiskit.cli.progress import RichProgress
 
+    now = [0.0]  # an injected clock: the lines must not depend on time since boot
+
+    def clock() -> float:
+        return now[0]
+
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=False, width=120)
-    with RichProgress(console=console, line_interval_s=0.0) as progress:
+    with RichProgress(console=console, line_interval_s=0.0, clock=clock) as progress:
         progress.on_phase_start("epoch 1", 2)
         progress.on_step(2.5)
         progress.on_step(2.25)
@@ -210,12 +215,32 @@ def test_progress_prints_lines_without_a_terminal() -> None:
     assert any("epoch 1: step 2/2  loss 2.2500" in line for line in lines)
     buffer.seek(0)
     buffer.truncate(0)
-    with RichProgress(console=console, line_interval_s=3600.0) as progress:
+    with RichProgress(console=console, line_interval_s=30.0, clock=clock) as progress:
         for phase in ("client 0", "client 1"):
             progress.on_phase_start(phase, 2)
             progress.on_step(2.5)
+            now[0] += 10.0
             progress.on_step(2.0)
-    assert buffer.getvalue().count("step") == 1  # the first step only, then one per interval
+        assert buffer.getvalue().count("step") == 1  # the first step only, then one per interval
+        now[0] += 11.0  # 31 s after the first line
+        progress.on_step(1.5)
+    assert buffer.getvalue().count("step") == 2
+
+
+def test_progress_prints_the_first_line_right_after_boot() -> None:
+    """A clock that reads less than the interval (a machine just booted) still gets a first line."""
+    import io
+
+    from rich.console import Console
+
+    from qfed_qiskit.cli.progress import RichProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=120)
+    with RichProgress(console=console, line_interval_s=30.0, clock=lambda: 5.0) as progress:
+        progress.on_phase_start("epoch 1", 3)
+        progress.on_step(2.5)
+    assert "epoch 1: step 1/3" in buffer.getvalue()
 
 
 @pytest.mark.aer

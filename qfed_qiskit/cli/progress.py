@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -31,19 +32,27 @@ class RichProgress:
         console: Where to draw (stdout by default).
         quiet: Print nothing (e.g. with ``--json``).
         line_interval_s: Seconds between progress lines without a terminal.
+        clock: Seconds from an arbitrary origin (default :func:`time.monotonic`, which counts from
+            boot: no line may depend on its absolute value).
     """
 
     def __init__(
-        self, *, console: Console | None = None, quiet: bool = False, line_interval_s: float = 30.0
+        self,
+        *,
+        console: Console | None = None,
+        quiet: bool = False,
+        line_interval_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.console = console or Console()
         self.quiet = quiet
         self.line_interval_s = line_interval_s
+        self._clock = clock
         self._phase = ""
         self._done = 0
         self._total = 0
         self._started = 0.0
-        self._last_line = 0.0
+        self._last_line: float | None = None  # None: no line yet, so the first step prints one
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -75,15 +84,17 @@ class RichProgress:
             self._progress.remove_task(self._task)
         self._task = self._progress.add_task(name, total=total_steps, loss="-")
         self._phase, self._done, self._total = name, 0, total_steps
-        self._started = time.monotonic()  # _last_line is kept: short phases still get lines
+        self._started = self._clock()  # _last_line is kept: short phases still get lines
 
     def on_step(self, loss: float) -> None:
         """Advance the bar."""
         if self._task is not None:
             self._progress.update(self._task, advance=1, loss=f"{loss:.4f}")
         self._done += 1
-        now = time.monotonic()
-        if self.quiet or self.console.is_terminal or now - self._last_line < self.line_interval_s:
+        if self.quiet or self.console.is_terminal:
+            return
+        now = self._clock()
+        if self._last_line is not None and now - self._last_line < self.line_interval_s:
             return
         self._last_line = now
         self.console.print(
