@@ -33,7 +33,7 @@ data:
 	fi
 
 demo: venv data
-	$(BIN)/qfed-qiskit train --config $(DEMO_CONFIG)
+	$(BIN)/qfed-qiskit train --config $(DEMO_CONFIG) --overwrite
 
 lint: venv
 	$(BIN)/ruff check qfed_qiskit tests benchmarks

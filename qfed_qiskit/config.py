@@ -1,8 +1,12 @@
-"""Experiment configuration: one frozen dataclass, loadable from TOML, overridable by CLI flags.
+"""Experiment configuration: every setting declared once, as a field of :class:`TrainConfig`.
 
-TOML keys mirror the CLI flags (``batch-size`` or ``batch_size``); flags win over the file.
-Unknown keys, wrong types and out-of-range values are all collected and reported together in one
-:class:`~qfed_qiskit.exceptions.ConfigError` line.
+Each field carries its :class:`Setting` (rule, help text, how its default reads, whether Flower's
+run config has it) in its metadata, next to its name, type and default. Everything else is derived
+from that one declaration: the ``train`` command's options (:mod:`qfed_qiskit.cli.train_cmd`), the
+TOML keys (flag style, ``batch-size``, or field style, ``batch_size``), the Flower run-config keys
+(:mod:`qfed_qiskit.runtimes.flower.task`) and the validation here. Unknown keys and bad values are
+collected and reported together in one :class:`~qfed_qiskit.exceptions.ConfigError` line; checks
+that involve several settings are in :func:`cross_field_problems`.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ import dataclasses
 import hashlib
 import json
 import sys
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from qfed_qiskit import validation as v
 from qfed_qiskit.exceptions import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -26,11 +32,89 @@ else:  # pragma: no cover
 MODELS = ("qt", "classical")
 DTYPES = ("float32", "float64")
 ACTIVATIONS = ("none", "relu")
+"""Activations of the target CNN and the mapping MLP: none (the paper) or ReLU."""
 RUNTIMES = ("embedded", "flower")
 PLATEAU_SCOPES = ("client", "round")
+DEFAULT_BACKEND = "statevector"
+"""The backend profile of a run that names none: the exact torch engine."""
 
 PAPER_LR = {"qt": 1e-4, "classical": 1e-3}
 """Adam learning rates of the reference (paper.md): QT 1e-4, classical CNN 1e-3."""
+
+
+def _partition_ok(value: Any) -> bool:
+    from qfed_qiskit.data.partition import parse_partition
+    from qfed_qiskit.exceptions import QFedInputError
+
+    try:
+        parse_partition(value)
+    except QFedInputError:
+        return False
+    return True
+
+
+def _partition_rule() -> v.Rule:
+    from qfed_qiskit.data.partition import PARTITION_HELP
+
+    return v.text(PARTITION_HELP, _partition_ok)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one :class:`TrainConfig` field is checked, documented and exposed.
+
+    Attributes:
+        rule: The allowed values (:mod:`qfed_qiskit.validation`); ``None`` is allowed on top of
+            them when the field's type is optional.
+        help: One line for ``train --help`` and the docs.
+        default_text: How the default reads in ``--help`` (None: the default's own value).
+        flower: Whether Flower's run config has this key (centralized-only or runtime-selecting
+            settings do not).
+        name: The field name (filled in by :data:`SETTINGS`).
+        kind: ``"int"``, ``"float"``, ``"str"`` or ``"bool"`` (from the field's type).
+        optional: Whether the field's type admits None.
+        default: The field's default.
+    """
+
+    rule: v.Rule
+    help: str
+    default_text: str | None = None
+    flower: bool = True
+    name: str = ""
+    kind: str = ""
+    optional: bool = False
+    default: Any = None
+
+    @property
+    def key(self) -> str:
+        """The flag-style key: ``--KEY`` on the command line, ``KEY`` in TOML and Flower."""
+        return self.name.replace("_", "-")
+
+    @property
+    def shown_default(self) -> str:
+        """The default as ``--help`` shows it."""
+        if self.default_text is not None:
+            return self.default_text
+        return "unset" if self.default is None else str(self.default)
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not allowed (None: it is)."""
+        if value is None:
+            return None if self.optional else v.describe(self.name, value, self.rule.expected)
+        return v.problem(self.name, value, self.rule)
+
+
+def setting(
+    default: Any,
+    rule: v.Rule,
+    help: str,
+    *,
+    default_text: str | None = None,
+    flower: bool = True,
+) -> Any:
+    """A dataclass field with its :class:`Setting` in the metadata (used only in TrainConfig)."""
+    spec = Setting(rule=rule, help=help, default_text=default_text, flower=flower)
+    return field(default=default, metadata={"setting": spec})
 
 
 @dataclass(frozen=True)
@@ -42,40 +126,81 @@ class TrainConfig:
     Defaults follow the reference (paper.md).
     """
 
-    model: str = "qt"
-    epochs: int = 50
-    batch_size: int = 128
-    lr: float | None = None
-    weight_decay: float = 1e-5
-    adam_eps: float = 1e-6
-    plateau_patience: int = 5
-    plateau_factor: float = 0.5
-    # Federated only: "client" keeps each client's ReduceLROnPlateau tracker across rounds;
-    # "round" restarts its best-loss/bad-epoch tracking (not the lr) when a round starts,
-    # because the aggregated model's loss is not comparable with the client's own last best.
-    plateau_scope: str = "client"
-    blocks: int = 16
-    chunk_size: int = 1
-    activation: str = "none"
-    seed: int = 0
-    max_steps_per_epoch: int | None = None
-    data_dir: str | None = None
-    out: str | None = None
-    dtype: str = "float32"
-    backend: str = "statevector"
-    # Federated (used when clients > 1).
-    clients: int = 1
-    rounds: int = 70
-    local_epochs: int = 10
-    partition: str = "iid"
-    fraction_fit: float = 1.0
-    min_clients: int = 1
-    round_timeout: float | None = None
-    max_update_norm: float = 1e4
-    dp_clip: float | None = None
-    dp_noise: float = 0.0
-    runtime: str = "embedded"
+    model: str = setting("qt", v.one_of(MODELS), "qt (Quantum-Train) or classical.")
+    backend: str = setting(
+        DEFAULT_BACKEND, v.text("a profile name or .toml path", v.nonempty), "Backend profile."
+    )
+    epochs: int = setting(50, v.integer(minimum=1), "Epochs (centralized).", flower=False)
+    batch_size: int = setting(128, v.integer(minimum=1), "Batch size.")
+    lr: float | None = setting(
+        None,
+        v.number(above=0),
+        "Adam learning rate.",
+        default_text=f"qt {PAPER_LR['qt']:g}, classical {PAPER_LR['classical']:g}",
+    )
+    weight_decay: float = setting(1e-5, v.number(minimum=0), "Adam weight decay.")
+    adam_eps: float = setting(1e-6, v.number(above=0), "Adam epsilon.")
+    plateau_patience: int = setting(5, v.integer(minimum=1), "ReduceLROnPlateau patience (epochs).")
+    plateau_factor: float = setting(0.5, v.number(above=0, maximum=1), "ReduceLROnPlateau factor.")
+    # "client" keeps each client's ReduceLROnPlateau tracker across rounds; "round" restarts its
+    # best-loss/bad-epoch tracking (not the lr) when a round starts, because the aggregated
+    # model's loss is not comparable with the client's own last best.
+    plateau_scope: str = setting(
+        "client",
+        v.one_of(PLATEAU_SCOPES),
+        "Federated: client (keep the plateau tracker across rounds) or round (restart it).",
+    )
+    blocks: int = setting(16, v.integer(minimum=1), "Ansatz blocks L.")
+    chunk_size: int = setting(1, v.integer(minimum=1), "Weights generated per basis state.")
+    activation: str = setting(
+        "none", v.one_of(ACTIVATIONS), "Target CNN and mapping activation: none (paper) or relu."
+    )
+    seed: int = setting(0, v.integer(minimum=0), "Random seed.")
+    max_steps_per_epoch: int | None = setting(
+        None, v.integer(minimum=1), "Stop each epoch after this many steps.", default_text="all"
+    )
+    data_dir: str | None = setting(
+        None,
+        v.text("a folder path", v.nonempty),
+        "Folder with the FashionMNIST IDX files.",
+        default_text="search",
+    )
+    out: str | None = setting(
+        None,
+        v.text("a folder path", v.nonempty),
+        "Output folder.",
+        default_text="runs/<model>-<backend>-<time>",
+    )
+    dtype: str = setting("float32", v.one_of(DTYPES), "Precision of the exact engines.")
+    clients: int = setting(1, v.integer(minimum=1), "Federated clients (1: centralized).")
+    rounds: int = setting(70, v.integer(minimum=1), "Federated rounds.")
+    local_epochs: int = setting(10, v.integer(minimum=1), "Local epochs per round.")
+    partition: str = setting("iid", _partition_rule(), "iid or dirichlet:ALPHA.")
+    fraction_fit: float = setting(
+        1.0, v.number(above=0, maximum=1), "Fraction of clients sampled per round."
+    )
+    min_clients: int = setting(
+        1, v.integer(minimum=1), "Fewest valid client updates to accept a round."
+    )
+    round_timeout: float | None = setting(
+        None, v.number(above=0), "Seconds a client may take per round.", default_text="none"
+    )
+    max_update_norm: float = setting(
+        1e4, v.number(above=0), "Largest accepted L2 norm of a client's update."
+    )
+    dp_clip: float | None = setting(
+        None, v.number(above=0), "DP-FedAvg: clip norm of client deltas.", default_text="off"
+    )
+    dp_noise: float = setting(0.0, v.number(minimum=0), "DP-FedAvg: noise multiplier sigma.")
+    runtime: str = setting(
+        "embedded", v.one_of(RUNTIMES), "Federated runtime: embedded or flower.", flower=False
+    )
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        problems = setting_problems({name: getattr(self, name) for name in SETTINGS})
+        if problems:
+            raise ConfigError("TrainConfig: " + "; ".join(problems))
 
     @property
     def learning_rate(self) -> float:
@@ -100,71 +225,65 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_FIELDS = {f.name: f for f in fields(TrainConfig) if f.name != "extra"}
+def _declared() -> dict[str, Setting]:
+    hints = typing.get_type_hints(TrainConfig)
+    out: dict[str, Setting] = {}
+    for f in fields(TrainConfig):
+        spec = f.metadata.get("setting")
+        if spec is None:
+            continue
+        args = typing.get_args(hints[f.name])
+        base = (
+            next((a for a in args if a is not type(None)), hints[f.name]) if args else hints[f.name]
+        )
+        out[f.name] = dataclasses.replace(
+            spec,
+            name=f.name,
+            kind=base.__name__,
+            optional=type(None) in args,
+            default=f.default,
+        )
+    return out
 
 
-def _type_error(key: str, value: Any, expected: str) -> str:
-    return f"{key}={value!r} (expected {expected})"
+SETTINGS: dict[str, Setting] = _declared()
+"""Every setting of :class:`TrainConfig` by field name, in declaration order."""
 
 
-def _check_value(key: str, value: Any) -> str | None:
-    """Return a problem description, or None when ``value`` is allowed for ``key``."""
-    ann = str(_FIELDS[key].type)
-    optional = "None" in ann
-    if value is None:
-        return None if optional else _type_error(key, value, ann.replace(" | None", ""))
-    if ann.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            return _type_error(key, value, "an integer")
-    elif ann.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return _type_error(key, value, "a number")
-    elif ann.startswith("str") and not isinstance(value, str):
-        return _type_error(key, value, "a string")
-    choices = {
-        "model": MODELS,
-        "dtype": DTYPES,
-        "activation": ACTIVATIONS,
-        "runtime": RUNTIMES,
-        "plateau_scope": PLATEAU_SCOPES,
-    }
-    if key in choices and value not in choices[key]:
-        return _type_error(key, value, "one of " + ", ".join(choices[key]))
-    positive = {
-        "epochs",
-        "batch_size",
-        "blocks",
-        "chunk_size",
-        "max_steps_per_epoch",
-        "clients",
-        "rounds",
-        "local_epochs",
-        "min_clients",
-        "plateau_patience",
-    }
-    if key in positive and value < 1:
-        return _type_error(key, value, "an integer >= 1")
-    if key in {"lr", "adam_eps", "round_timeout", "max_update_norm", "dp_clip"} and value <= 0:
-        return _type_error(key, value, "a number > 0")
-    if key in {"weight_decay", "dp_noise"} and value < 0:
-        return _type_error(key, value, "a number >= 0")
-    if key in {"fraction_fit", "plateau_factor"} and not 0 < value <= 1:
-        return _type_error(key, value, "a number in (0, 1]")
-    if key == "seed" and value < 0:
-        return _type_error(key, value, "an integer >= 0")
-    if key == "partition":
-        from qfed_qiskit.data.partition import PARTITION_HELP, parse_partition
+def setting_problems(values: Mapping[str, Any]) -> list[str]:
+    """Every problem of ``values`` (known settings by field name, the others take defaults):
+    each value against its rule, then, if those pass, :func:`cross_field_problems`."""
+    problems = [p for k, x in values.items() if (p := SETTINGS[k].problem(x)) is not None]
+    if problems:
+        return problems
+    return cross_field_problems({**{k: s.default for k, s in SETTINGS.items()}, **values})
 
-        try:
-            parse_partition(value)
-        except ValueError:
-            return _type_error(key, value, PARTITION_HELP)
-    return None
+
+def cross_field_problems(values: Mapping[str, Any]) -> list[str]:
+    """The rules that involve several settings (``values`` by field name, defaults filled in)."""
+    problems = []
+    clients, min_clients = values["clients"], values["min_clients"]
+    if min_clients > clients:
+        problems.append(f"min_clients={min_clients} (expected <= clients={clients})")
+    if values["dp_noise"] > 0 and values["dp_clip"] is None:
+        problems.append(f"dp_noise={values['dp_noise']} needs dp_clip (the clipping norm C)")
+    return problems
 
 
 def normalise_keys(values: Mapping[str, Any]) -> dict[str, Any]:
     """Map flag-style keys (``batch-size``) to field names (``batch_size``)."""
     return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def flatten_train_table(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Field-style keys of a config file, with the keys of a ``[train]`` table moved up."""
+    flat = normalise_keys(values)
+    table = flat.pop("train", None)
+    if isinstance(table, dict):
+        flat.update(normalise_keys(table))
+    elif table is not None:
+        flat["train"] = table
+    return flat
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -175,6 +294,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder, expected a TOML config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
     except OSError as exc:
@@ -201,34 +322,19 @@ def build_config(
     Raises:
         ConfigError: Listing every unknown key and bad value.
     """
-    values = normalise_keys(file_values or {})
-    if isinstance(values.get("train"), dict):
-        values = {
-            **{k: v for k, v in values.items() if k != "train"},
-            **normalise_keys(values["train"]),
-        }
-    values.update({k: v for k, v in normalise_keys(overrides or {}).items() if v is not None})
-    problems: list[str] = []
-    allowed = ", ".join(sorted(k.replace("_", "-") for k in _FIELDS))
-    for key in sorted(values):
-        if key not in _FIELDS:
-            problems.append(f"unknown key {key.replace('_', '-')!r} (allowed: {allowed})")
-            continue
-        if (
-            isinstance(values[key], int)
-            and not isinstance(values[key], bool)
-            and str(_FIELDS[key].type).startswith("float")
-        ):
-            values[key] = float(values[key])
-        problem = _check_value(key, values[key])
-        if problem:
-            problems.append(problem)
-    clients = values.get("clients", 1)
-    if not problems and values.get("min_clients", 1) > clients:
-        problems.append(f"min_clients={values['min_clients']} (expected <= clients={clients})")
+    values = flatten_train_table(file_values or {})
+    values.update({k: x for k, x in normalise_keys(overrides or {}).items() if x is not None})
+    allowed = ", ".join(sorted(s.key for s in SETTINGS.values()))
+    unknown = sorted(k for k in values if k not in SETTINGS)
+    problems = [f"unknown key {k.replace('_', '-')!r} (allowed: {allowed})" for k in unknown]
+    known = {k: x for k, x in values.items() if k in SETTINGS}
+    for key, value in known.items():
+        if SETTINGS[key].kind == "float" and v.is_int(value):
+            known[key] = float(value)
+    problems += setting_problems(dict(sorted(known.items())))
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
-    return TrainConfig(**values)
+    return TrainConfig(**known)
 
 
 def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:

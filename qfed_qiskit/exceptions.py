@@ -31,6 +31,10 @@ class BackendError(QFedError):
     """A quantum backend failed, or is not reachable with the given settings."""
 
 
+class BackendUnavailableError(BackendError):
+    """A backend job kept failing after its retries (the run stops; resume it later)."""
+
+
 class CredentialsError(BackendError):
     """IBM Quantum credentials are missing or invalid."""
 

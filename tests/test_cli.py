@@ -152,6 +152,59 @@ def test_bad_options_one_line(args: list[str], fragment: str, tmp_path: Path) ->
     assert "Traceback" not in result.output
 
 
+def test_train_refuses_a_folder_that_holds_a_run(small_data: Path, tmp_path: Path) -> None:
+    """A second train into the same --out is refused in one line; --overwrite replaces it."""
+    out = tmp_path / "run"
+    flags = ("--model", "classical", "--epochs", "1", "--max-steps-per-epoch", "1")
+    _train(small_data, out, *flags)
+    before = (out / "summary.json").read_bytes()
+    args = ["train", "--data-dir", str(small_data), "--out", str(out), *flags]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert f"--out {out} already holds a finished run" in result.output
+    assert "--overwrite" in result.output and "Traceback" not in result.output
+    assert (out / "summary.json").read_bytes() == before  # nothing was touched
+    summary = _train(small_data, out, *flags, "--seed", "1", "--overwrite")
+    assert summary["config"]["seed"] == 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize("where", ["file", "below-file"])
+def test_train_out_that_cannot_be_a_folder_is_one_line(
+    small_data: Path, tmp_path: Path, where: str
+) -> None:
+    """--out naming a file, or a folder below a file, is one line before any work is done."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    out = blocker if where == "file" else blocker / "run"
+    args = ["train", "--data-dir", str(small_data), "--out", str(out), "--epochs", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"--out {out}" in result.output and "expected a folder" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_train_help_shows_every_declared_setting_with_its_default() -> None:
+    """Every declared setting is a --flag whose help ends with its declared default."""
+    import click
+    import typer.main
+
+    from qfed_qiskit.config import SETTINGS
+
+    command = typer.main.get_command(app)
+    assert isinstance(command, click.Group)
+    train = command.commands["train"]
+    options = {opt: param for param in train.params for opt in param.opts}
+    for spec in SETTINGS.values():
+        param = options.get(f"--{spec.key}")
+        assert param is not None, f"--{spec.key} missing"
+        assert param.default is None  # unset flags leave the config file's value alone
+        help_text = getattr(param, "help", "") or ""
+        assert help_text.endswith(f"[default: {spec.shown_default}]"), (spec.key, help_text)
+    assert SETTINGS["lr"].shown_default == "qt 0.0001, classical 0.001"
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert "Adam learning rate. [default: qt 0.0001, classical 0.001]" in result.output
+
+
 def test_bad_data_dir_is_one_line_from_the_real_binary(tmp_path: Path) -> None:
     """The installed console script prints one red error line for a folder without data."""
     proc = subprocess.run(

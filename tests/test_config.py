@@ -52,7 +52,7 @@ def test_integer_for_float_is_accepted() -> None:
     [
         ({"bogus": 1}, "unknown key 'bogus'"),
         ({"epochs": 0}, "epochs=0 (expected an integer >= 1)"),
-        ({"epochs": "3"}, "epochs='3' (expected an integer)"),
+        ({"epochs": "3"}, "epochs='3' (expected an integer >= 1)"),
         ({"model": "cnn"}, "model='cnn' (expected one of qt, classical)"),
         ({"lr": -1.0}, "lr=-1.0 (expected a number > 0)"),
         ({"fraction_fit": 1.5}, "fraction_fit=1.5"),
@@ -103,3 +103,40 @@ def test_shipped_configs_load(path: Path) -> None:
     """Every config in configs/ is valid and writes its runs under runs/."""
     config = load_config(path)
     assert config.out is not None and config.out.startswith("runs/")
+
+
+def test_train_config_validates_when_constructed() -> None:
+    """TrainConfig(...) itself refuses bad or contradictory values (one line)."""
+    with pytest.raises(ConfigError, match=r"TrainConfig: epochs=0 \(expected an integer >= 1\)"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match=r"dp_noise=1\.0 needs dp_clip"):
+        TrainConfig(dp_noise=1.0)
+    with pytest.raises(ConfigError, match="min_clients=3"):
+        TrainConfig(clients=2, min_clients=3)
+
+
+def test_every_field_is_a_declared_setting() -> None:
+    """Every TrainConfig field but ``extra`` carries its Setting (kind, default, rule, help)."""
+    import dataclasses
+
+    from qfed_qiskit.config import SETTINGS
+
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra"]
+    assert list(SETTINGS) == names
+    for name, spec in SETTINGS.items():
+        assert spec.name == name and spec.kind in ("int", "float", "str", "bool")
+        assert spec.help and spec.rule.expected
+        assert spec.problem(spec.default) is None, name  # every default is allowed
+        assert getattr(TrainConfig(), name) == spec.default
+
+
+def test_profile_schema_and_config_share_one_validator() -> None:
+    """The same kind of value gets the same message in a run config and in a profile."""
+    from qfed_qiskit.profiles.schema import parse_backend_profile
+
+    with pytest.raises(ConfigError) as config_error:
+        build_config({"seed": -1})
+    with pytest.raises(ConfigError) as profile_error:
+        parse_backend_profile({"schema": 1, "kind": "aer", "seed": -1}, source="p.toml")
+    assert "seed=-1 (expected an integer >= 0)" in str(config_error.value)
+    assert "seed=-1 (expected an integer >= 0)" in str(profile_error.value)

@@ -1,15 +1,12 @@
-"""End-to-end tests of the embedded federated engine: metrics, faults, DP, checkpoint and resume."""
+"""The embedded runtime end to end: metrics, DP, checkpoint compatibility and resume plumbing.
+
+Faults, failed rounds, interrupts and resume, which every runtime must handle alike, are in
+test_federated_runtimes.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ from torch.utils.data import TensorDataset
 
 from qfed_qiskit.config import TrainConfig
 from qfed_qiskit.exceptions import QFedInputError
-from qfed_qiskit.federated import FaultPlan, load_checkpoint, resume_config, run_federated
+from qfed_qiskit.federated import load_checkpoint, resume_config, run_federated
 from qfed_qiskit.federated.core import get_parameters, sample_clients, serialized_size
 from qfed_qiskit.training import RunDirectory, build_model
 
@@ -37,7 +34,6 @@ BASE: dict[str, Any] = {
     "plateau_patience": 1,
 }
 QT: dict[str, Any] = {"model": "qt", "blocks": 1, "chunk_size": 64, "lr": 1e-2}
-FAULT_ROUND = 2
 
 
 def _templates(n: int, seed: int) -> TensorDataset:
@@ -138,62 +134,6 @@ def test_run_federated_writes_round_metrics_and_summary(
 # Fault injection
 # ---------------------------------------------------------------------------------------------
 
-FAULT_CONFIG: dict[str, Any] = {"fraction_fit": 1.0, "rounds": 2}
-SLOW_TIMEOUT = 3.0  # generous: a healthy client takes ~0.05 s here, even on a busy machine
-
-
-@pytest.fixture(scope="module")
-def dropped(tmp_path_factory: pytest.TempPathFactory, data: Data) -> Path:
-    """A run in which client 1 raises in round 2: what every rejected client must amount to."""
-    path = tmp_path_factory.mktemp("dropped")
-    _run(_config(path, **FAULT_CONFIG), data, faults=FaultPlan({(FAULT_ROUND, 1): "raise"}))
-    return path
-
-
-@pytest.mark.parametrize(
-    ("kind", "reason"),
-    [
-        ("raise", "raised InjectedFault"),
-        ("nan", "non-finite"),
-        ("shape", "shape"),
-        ("dtype", "dtype"),
-        ("names", "names differ"),
-        ("norm", "exceeds the bound"),
-        ("slow", "timed out"),
-    ],
-)
-def test_fault_is_rejected_recorded_and_harmless(
-    tmp_path: Path, data: Data, dropped: Path, kind: str, reason: str
-) -> None:
-    """A misbehaving client is dropped with its reason; the model equals the clean-drop run."""
-    timeout = SLOW_TIMEOUT if kind == "slow" else None  # does not change the numbers
-    config = _config(tmp_path, **FAULT_CONFIG, round_timeout=timeout)
-    _run(config, data, faults=FaultPlan({(FAULT_ROUND, 1): kind}))
-    lines = _metrics(tmp_path)
-    assert lines[0]["clients_ok"] == 3 and lines[0]["rejected"] == []
-    bad = lines[1]
-    assert bad["status"] == "ok" and bad["clients_ok"] == 2 and bad["accepted"] == [0, 2]
-    assert bad["clients_rejected"] == 1
-    assert bad["rejected"][0]["client"] == 1 and reason in bad["rejected"][0]["reason"]
-    _assert_same_params(tmp_path, dropped)
-    assert all(torch.isfinite(p).all() for p in _params(tmp_path).values())
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["clients_rejected_total"] == 1
-
-
-def test_round_below_min_clients_fails_and_keeps_model(tmp_path: Path, data: Data) -> None:
-    """Too few valid updates: the round is recorded as failed and the global model stays."""
-    cfg = {**FAULT_CONFIG, "min_clients": 3}
-    one_round = tmp_path / "one"
-    _run(_config(one_round, **{**cfg, "rounds": 1}), data)
-    failed = tmp_path / "failed"
-    _run(_config(failed, **cfg), data, faults=FaultPlan({(FAULT_ROUND, 2): "nan"}))
-    lines = _metrics(failed)
-    assert lines[1]["status"] == "failed" and "min_clients=3" in lines[1]["failure"]
-    assert lines[1]["test_accuracy"] == lines[0]["test_accuracy"]
-    _assert_same_params(failed, one_round)
-    assert json.loads((failed / "summary.json").read_text())["rounds_failed"] == 1
-
 
 def test_dp_fedavg_run_reports_noise(tmp_path: Path, data: Data) -> None:
     """--dp-clip/--dp-noise: clipping and noise recorded per round and in the summary."""
@@ -218,50 +158,6 @@ def test_dp_noise_without_clip_is_refused(tmp_path: Path, data: Data) -> None:
 # ---------------------------------------------------------------------------------------------
 # Checkpoint and resume
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("model", ["classical", "qt"])
-def test_resume_is_bit_identical(
-    tmp_path: Path, data: Data, reference: dict[str, Path], model: str
-) -> None:
-    """2 rounds, then --resume to 3 rounds == 3 rounds uninterrupted (torch.equal)."""
-    extra = QT if model == "qt" else {}
-    _run(_config(tmp_path, **{**extra, "rounds": 2}), data)
-    assert load_checkpoint(tmp_path).round == 2
-    summary = _run(_config(tmp_path, **extra), data, resume=True)
-    _assert_same_params(tmp_path, reference[model])
-    lines, ref_lines = _metrics(tmp_path), _metrics(reference[model])
-    assert [r["round"] for r in lines] == [1, 2, 3]
-    assert [r["test_accuracy"] for r in lines] == [r["test_accuracy"] for r in ref_lines]
-    assert lines[2]["resumed_after"] == 2
-    assert summary["rounds"] == 3 and summary["resumed"] is True
-
-
-def test_keyboard_interrupt_leaves_last_round_resumable(
-    tmp_path: Path, data: Data, reference: dict[str, Path]
-) -> None:
-    """Ctrl-C during round 3 keeps the round-2 checkpoint; resuming matches the full run."""
-
-    class Interrupt:
-        def on_phase_start(self, name: str, total_steps: int) -> None:
-            if name.startswith("round 3/"):
-                raise KeyboardInterrupt
-
-        def on_step(self, loss: float) -> None:
-            pass
-
-        def on_phase_end(self, name: str, metrics: dict[str, Any]) -> None:
-            pass
-
-        def on_message(self, text: str) -> None:
-            pass
-
-    with pytest.raises(KeyboardInterrupt):
-        _run(_config(tmp_path), data, callback=Interrupt())
-    assert load_checkpoint(tmp_path).round == 2
-    assert len(_metrics(tmp_path)) == 2
-    _run(_config(tmp_path), data, resume=True)
-    _assert_same_params(tmp_path, reference["classical"])
 
 
 def test_resume_with_different_config_is_refused(
@@ -301,87 +197,6 @@ def test_checkpoint_from_before_a_new_setting_still_resumes(
     torch.save(data, tmp_path / "new" / "checkpoint.pt")
     with pytest.raises(QFedInputError, match="different config"):
         load_checkpoint(tmp_path / "new", config=config)
-
-
-_KILL_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    from pathlib import Path
-    import torch
-    from torch.utils.data import TensorDataset
-    from qfed_qiskit.config import TrainConfig
-    from qfed_qiskit.federated import FaultPlan, run_federated
-    from qfed_qiskit.training import RunDirectory
-
-    data_path, config_json, marker, fault_client, threads = sys.argv[1:6]
-    torch.set_num_threads(int(threads))
-    tensors = torch.load(data_path, weights_only=True)
-    config = TrainConfig(**json.loads(config_json))
-    plan = FaultPlan(
-        {(2, int(fault_client)): "slow"},
-        on_fault=lambda r, c, k: Path(marker).write_text(f"{r} {c}"),
-    )
-    run_federated(
-        config,
-        train=TensorDataset(*tensors["train"]),
-        test=TensorDataset(*tensors["test"]),
-        run_dir=RunDirectory(config.out),
-        faults=plan,
-    )
-    """
-)
-
-
-def test_sigkill_mid_round_then_resume(
-    tmp_path: Path, data: Data, reference: dict[str, Path]
-) -> None:
-    """A process killed with SIGKILL in round 2 resumes from round 1 to the same final model."""
-    train, test = data
-    data_path = tmp_path / "data.pt"
-    torch.save({"train": list(train.tensors), "test": list(test.tensors)}, data_path)
-    run_dir = tmp_path / "run"
-    config = _config(run_dir)
-    marker = tmp_path / "in-round-2"
-    victim = sample_clients(3, fraction=0.67, min_clients=1, seed=5, server_round=2)[-1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _KILL_SCRIPT,
-            str(data_path),
-            json.dumps(config.to_dict()),
-            str(marker),
-            str(victim),
-            str(torch.get_num_threads()),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"worker exited early: {proc.stderr.read().decode() if proc.stderr else ''}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail("worker never reached round 2")
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert load_checkpoint(run_dir).round == 1
-    summary = _run(config, data, resume=True)
-    _assert_same_params(run_dir, reference["classical"])
-    lines = _metrics(run_dir)
-    assert [r["round"] for r in lines] == [1, 2, 3] and lines[1]["resumed_after"] == 1
-    assert summary["resumed"] is True
 
 
 def test_load_run_config_resume_plumbing(tmp_path: Path, reference: dict[str, Path]) -> None:

@@ -23,27 +23,30 @@ import torch
 
 pytest.importorskip("flwr")
 
-from flwr.app import Context, Error, Message, RecordDict
-from flwr.clientapp import ClientApp
+from flwr.app import Error, Message, RecordDict
 
-from qfed_qiskit.config import TrainConfig, read_toml
+from qfed_qiskit.config import SETTINGS, TrainConfig, load_config, read_toml
 from qfed_qiskit.exceptions import ConfigError, QFedError, QFedInputError
-from qfed_qiskit.federated import FaultPlan, client_fit, run_federated
+from qfed_qiskit.federated import FitTask, run_federated
 from qfed_qiskit.federated.core import ClientState, ClientUpdate, serialized_size
-from qfed_qiskit.runner import resolve_engine_factory
 from qfed_qiskit.runtimes.flower import conversions as conv
 from qfed_qiskit.runtimes.flower.client_app import build_client_app
 from qfed_qiskit.runtimes.flower.connections import ensure_connections
 from qfed_qiskit.runtimes.flower.server_app import run_server
 from qfed_qiskit.runtimes.flower.task import (
+    APP_KEYS,
     AppSettings,
+    encode,
+    flower_settings,
     load_data,
     partition_id,
     run_config_from_settings,
     run_config_keys,
     settings_from_run_config,
 )
+from qfed_qiskit.training.builders import resolve_engine_factory
 from qfed_qiskit.training.outputs import RunDirectory
+from tests.federated_harness import ThreadGrid, set_task_identity
 from tests.idx_utils import write_idx_dataset
 
 pytestmark = pytest.mark.flower
@@ -95,7 +98,12 @@ def _embedded(settings: AppSettings, out: Path, **kwargs: Any) -> dict[str, Any]
     config = dataclasses.replace(settings.config, runtime="embedded", out=str(out))
     factory = resolve_engine_factory(config)
     return run_federated(
-        config, train=train, test=test, run_dir=RunDirectory(out), engine_factory=factory, **kwargs
+        config,
+        train=train,
+        test=test,
+        run_dir=RunDirectory.prepare(out, overwrite=True),
+        engine_factory=factory,
+        **kwargs,
     )
 
 
@@ -146,8 +154,33 @@ def test_pyproject_run_config_has_every_key_and_loads() -> None:
     assert sorted(config) == sorted(run_config_keys())
     settings = settings_from_run_config(config)
     assert settings.config.clients == 2 and settings.config.runtime == "flower"
-    assert settings.data_check == "strict"
+    assert settings.data_check == "strict" and not settings.resume and not settings.overwrite
     assert settings.config.data_dir is None and settings.config.out is None
+
+
+def test_pyproject_run_config_is_the_declarations_plus_the_documented_preset() -> None:
+    """Each Flower default equals the setting's declared default, except where the preset
+    configs/presets/flower-app.toml (documented in docs/flower.md) sets it."""
+    preset_path = REPO / "configs" / "presets" / "flower-app.toml"
+    preset = {k.replace("_", "-"): v for k, v in read_toml(preset_path).items()}
+    expected = {
+        spec.key: encode(spec, preset.get(spec.key, spec.default))
+        for spec in flower_settings().values()
+    }
+    expected.update(APP_KEYS)
+    assert _pyproject_run_config() == expected
+    assert "flower-app.toml" in (REPO / "docs" / "flower.md").read_text()
+    assert load_config(preset_path).clients == 2
+
+
+def test_every_setting_is_a_flower_key_unless_declared_otherwise() -> None:
+    """Flower carries every declared setting but the centralized-only or runtime-selecting ones,
+    and an unset optional setting has one encoding its own rule refuses (never ambiguous)."""
+    assert {s.key for s in SETTINGS.values() if not s.flower} == {"epochs", "runtime"}
+    for spec in flower_settings().values():
+        if spec.optional:
+            unset = encode(spec, None)
+            assert spec.problem(unset) is not None, spec.key
 
 
 def test_run_config_round_trip_and_unset_values() -> None:
@@ -225,8 +258,14 @@ def test_array_record_round_trip_keeps_names_order_dtype_and_size() -> None:
     assert list(conv.record_to_arrays(record, order={"a": 0, "b": 0})) == ["a", "b"]
 
 
-def test_update_content_round_trip() -> None:
-    """A ClientUpdate packed as a reply unpacks to the same update."""
+def _state(fits: int) -> ClientState:
+    return ClientState(
+        optimizer={}, scheduler={}, generator=torch.Generator().get_state(), fits=fits
+    )
+
+
+def test_reply_round_trip_carries_update_state_and_job_ids() -> None:
+    """A ClientUpdate and state packed as a reply unpack to the same, with the job ids."""
     update = ClientUpdate(
         client_id=1,
         arrays={"w": np.ones(3, dtype=np.float32)},
@@ -234,29 +273,45 @@ def test_update_content_round_trip() -> None:
         loss=0.25,
         metrics={"accuracy": 0.5, "steps": 3.0},
     )
-    back = conv.content_to_update(conv.update_to_content(update))
+    content = conv.update_to_content(update, _state(4), job_ids=["j1", "j2"])
+    request = Message(RecordDict(), dst_node_id=5, message_type="train")
+    reply = conv.message_to_reply(1, Message(content, reply_to=request))
+    assert reply.error is None and reply.job_ids == ("j1", "j2")
+    assert reply.state is not None and reply.state.fits == 4
+    back = reply.update
+    assert back is not None
     assert (back.client_id, back.num_samples, back.loss) == (1, 7, 0.25)
     assert isinstance(back.num_samples, int)
     assert back.metrics == update.metrics
     np.testing.assert_array_equal(back.arrays["w"], update.arrays["w"])
 
 
-def _state(fits: int) -> ClientState:
-    return ClientState(
-        optimizer={}, scheduler={}, generator=torch.Generator().get_state(), fits=fits
+def test_reply_without_state_or_with_an_error_is_a_failed_reply() -> None:
+    """A reply the server cannot use becomes a FitReply with the reason; a fatal one says so."""
+    request = Message(RecordDict(), dst_node_id=5, message_type="train")
+    error = conv.message_to_reply(
+        2, Message(Error(code=0, reason="x\nValueError: bad"), reply_to=request)
     )
+    assert error.update is None and error.error == "raised an error: ValueError: bad"
+    empty = conv.message_to_reply(2, Message(RecordDict(), reply_to=request))
+    assert empty.update is None and "malformed reply" in str(empty.error)
+    fatal = conv.message_to_reply(
+        2, Message(conv.fatal_content("down", job_ids=["j"]), reply_to=request)
+    )
+    assert fatal.fatal and fatal.error == "down" and fatal.job_ids == ("j",)
 
 
-def test_client_state_is_kept_only_when_the_server_accepted_it() -> None:
-    """The pending state becomes the client's state only if its round was accepted."""
-    assert conv.client_state_from_record(None, accepted_round=0) is None
-    first = conv.client_state_to_record(None, _state(1), pending_round=1)
-    assert conv.client_state_from_record(first, accepted_round=0) is None  # round 1 rejected
-    kept = conv.client_state_from_record(first, accepted_round=1)
-    assert kept is not None and kept.fits == 1
-    second = conv.client_state_to_record(kept, _state(2), pending_round=2)
-    rolled_back = conv.client_state_from_record(second, accepted_round=1)  # round 2 rejected
-    assert rolled_back is not None and rolled_back.fits == 1
+def test_task_round_trip_carries_the_state() -> None:
+    """The server's instruction carries the round, the arrays and the client's state."""
+    arrays = {"w": np.arange(3, dtype=np.float32)}
+    for state in (None, _state(2)):
+        task = FitTask(client_id=1, server_round=3, arrays=arrays, state=state)
+        back = conv.content_to_task(conv.task_to_content(task), client_id=1)
+        assert back.server_round == 3 and back.client_id == 1
+        np.testing.assert_array_equal(back.arrays["w"], arrays["w"])
+        assert (back.state is None) == (state is None)
+        if back.state is not None:
+            assert back.state.fits == 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,44 +320,9 @@ def test_client_state_is_kept_only_when_the_server_accepted_it() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+def _task_identity() -> None:
     """The identity Flower's runtime sets in a ServerApp process (messages are stamped with it)."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    for name, value in (("_task_id", 1), ("_run_id", 1), ("_node_id", 0)):
-        monkeypatch.setattr(TaskIdentity, name, value)
-
-
-class FakeGrid:
-    """Delivers messages to an in-process ClientApp, one Context per node (as a SuperNode does)."""
-
-    def __init__(self, app: ClientApp, num_nodes: int, *, first_node: int = 1000) -> None:
-        self.app = app
-        self.contexts = {
-            first_node + 7 * i: Context(
-                run_id=1,
-                node_id=first_node + 7 * i,
-                node_config={"partition-id": num_nodes - 1 - i, "num-partitions": num_nodes},
-                state=RecordDict(),
-                run_config={},
-            )
-            for i in range(num_nodes)
-        }
-
-    def get_node_ids(self) -> list[int]:
-        return list(self.contexts)
-
-    def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> list[Message]:
-        replies = []
-        for msg in messages:
-            context = self.contexts[msg.metadata.dst_node_id]
-            try:
-                replies.append(self.app(msg, context))
-            except Exception as exc:
-                replies.append(
-                    Message(Error(code=0, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
-                )
-        return list(reversed(replies))  # arrival order must not matter
+    set_task_identity()
 
 
 @pytest.mark.parametrize("backend", ["statevector", "density-matrix"])
@@ -310,24 +330,10 @@ def test_apps_in_process_match_embedded(data_dir: Path, tmp_path: Path, backend:
     """ServerApp + ClientApp logic gives the embedded engine's rounds and parameters."""
     overrides = {"rounds": 3, "fraction-fit": 0.5, "backend": backend}
     settings = _settings(data_dir, tmp_path / "flower", **overrides)
-    summary = run_server(FakeGrid(build_client_app(settings), 2), settings)
+    summary = run_server(ThreadGrid(build_client_app(settings), 2), settings)  # type: ignore[arg-type]
     _embedded(settings, tmp_path / "embedded")
     assert summary["rounds"] == 3 and summary["runtime"] == "flower"
     _assert_same_run(tmp_path / "flower", tmp_path / "embedded", atol=SAME_PROCESS)
-
-
-def test_apps_in_process_reject_faults_like_embedded(data_dir: Path, tmp_path: Path) -> None:
-    """A client that raises or sends NaN is rejected, and its state rolls back as in embedded."""
-    plan = FaultPlan({(1, 1): "nan", (2, 0): "raise"})
-    settings = _settings(data_dir, tmp_path / "flower", rounds=3)
-    app = build_client_app(settings, client_fn=plan.wrap(client_fit))
-    run_server(FakeGrid(app, 2), settings)
-    _embedded(settings, tmp_path / "embedded", faults=plan)
-    _assert_same_run(tmp_path / "flower", tmp_path / "embedded", atol=SAME_PROCESS)
-    rejected = [[r["client"] for r in line["rejected"]] for line in _metrics(tmp_path / "flower")]
-    assert rejected == [[1], [0], []]
-    reasons = [r["reason"] for line in _metrics(tmp_path / "flower") for r in line["rejected"]]
-    assert "non-finite" in reasons[0] and "injected failure of client 0" in reasons[1]
 
 
 @pytest.mark.parametrize(
@@ -343,12 +349,10 @@ def test_server_refuses_nodes_that_do_not_match_the_config(
 ) -> None:
     """Nodes whose partitions do not fit the clients stop the run at once with one clear error."""
     settings = _settings(data_dir, tmp_path / "flower")
-    grid = FakeGrid(build_client_app(settings), 2)
-    for context, node_config in zip(grid.contexts.values(), node_configs, strict=True):
-        context.node_config = node_config
+    grid = ThreadGrid(build_client_app(settings), 2, node_configs=node_configs)
     start = time.monotonic()
     with pytest.raises(QFedError, match=expected):
-        run_server(grid, settings)
+        run_server(grid, settings)  # type: ignore[arg-type]
     assert time.monotonic() - start < 30
 
 
@@ -576,12 +580,22 @@ def test_runner_flower_runtime_matches_embedded(data_dir: Path, tmp_path: Path) 
     _assert_same_run(tmp_path / "flower", tmp_path / "embedded", atol=OTHER_PROCESS)
 
 
-def test_runner_flower_runtime_refuses_resume(tmp_path: Path) -> None:
-    """--resume is an embedded-engine feature."""
+def test_runner_flower_runtime_resumes_bit_identically(data_dir: Path, tmp_path: Path) -> None:
+    """Flower's Simulation Runtime: 1 round, then --resume to 2 rounds == 2 rounds at once."""
+    pytest.importorskip("ray")
     from qfed_qiskit.runtimes.flower.simulation import run_flower_simulation
 
-    with pytest.raises(QFedInputError, match="resume"):
-        run_flower_simulation(TrainConfig(clients=2, out=str(tmp_path)), resume=True)
+    settings = _settings(data_dir, tmp_path / "flower")
+    config = dataclasses.replace(settings.config, rounds=1)
+    run_flower_simulation(config, data_check="relaxed")
+    with pytest.raises(QFedInputError, match="already holds a finished run"):
+        run_flower_simulation(config, data_check="relaxed")
+    summary, _ = run_flower_simulation(settings.config, data_check="relaxed", resume=True)
+    assert summary["resumed"] is True and summary["rounds"] == 2
+    lines = _metrics(tmp_path / "flower")
+    assert [r["round"] for r in lines] == [1, 2] and lines[1]["resumed_after"] == 1
+    _embedded(settings, tmp_path / "embedded")
+    _assert_same_run(tmp_path / "flower", tmp_path / "embedded", atol=OTHER_PROCESS)
 
 
 @pytest.mark.slow

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 import typer
 from rich.console import Console
 
 from qfed_qiskit.exceptions import QFedError, QFedInputError
-
-T = TypeVar("T")
 
 EXIT_ERROR = 1
 EXIT_INPUT = 2
@@ -38,14 +34,3 @@ def handle_errors() -> Iterator[None]:
         raise fail(str(exc).replace("\n", " "), EXIT_ERROR) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
-
-
-def guarded(func: Callable[[], T]) -> T:
-    """Run ``func`` under :func:`handle_errors`."""
-    with handle_errors():
-        return func()
-
-
-def is_tty() -> bool:
-    """Whether stdout is a terminal."""
-    return sys.stdout.isatty()

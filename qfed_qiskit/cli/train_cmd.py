@@ -1,7 +1,13 @@
-"""``qfed-qiskit train``: centralized or federated Quantum-Train (or classical) training."""
+"""``qfed-qiskit train``: centralized or federated Quantum-Train (or classical) training.
+
+The setting options are not written here: one option per :data:`qfed_qiskit.config.SETTINGS`
+entry, with its declared help and default, is added to the command's signature below. An option
+left out means "take it from --config, else the declared default".
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -9,60 +15,28 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from qfed_qiskit.cli.errors import handle_errors
 from qfed_qiskit.cli.progress import RichProgress
+from qfed_qiskit.config import SETTINGS, Setting
+
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 def train(
+    *,
     config: Annotated[
         Path | None, typer.Option("--config", help="TOML file whose keys mirror these flags.")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="qt (Quantum-Train) or classical.")] = None,
-    backend: Annotated[
-        str | None, typer.Option(help="Backend profile name or TOML path [statevector].")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (centralized) [50].")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size [128].")] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Adam learning rate [qt 1e-4, classical 1e-3].")
-    ] = None,
-    blocks: Annotated[int | None, typer.Option(help="Ansatz blocks L [16].")] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Weights per basis state [1].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed [0].")] = None,
-    max_steps_per_epoch: Annotated[
-        int | None, typer.Option(help="Stop each epoch after this many steps.")
-    ] = None,
-    data_dir: Annotated[
-        str | None, typer.Option(help="Folder with the FashionMNIST IDX files.")
-    ] = None,
-    out: Annotated[str | None, typer.Option(help="Output folder [runs/<model>-<time>].")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32 or float64 (exact engine).")] = None,
-    activation: Annotated[str | None, typer.Option(help="none (paper) or relu.")] = None,
-    clients: Annotated[int | None, typer.Option(help="Federated clients (1: centralized).")] = None,
-    rounds: Annotated[int | None, typer.Option(help="Federated rounds [70].")] = None,
-    local_epochs: Annotated[int | None, typer.Option(help="Local epochs per round [10].")] = None,
-    partition: Annotated[str | None, typer.Option(help="iid or dirichlet:ALPHA [iid].")] = None,
-    fraction_fit: Annotated[
-        float | None, typer.Option(help="Fraction of clients sampled per round [1.0].")
-    ] = None,
-    min_clients: Annotated[
-        int | None, typer.Option(help="Fewest valid client updates to accept a round [1].")
-    ] = None,
-    round_timeout: Annotated[
-        float | None, typer.Option(help="Seconds a client may take per round.")
-    ] = None,
-    dp_clip: Annotated[
-        float | None, typer.Option(help="DP-FedAvg: clip norm of client deltas.")
-    ] = None,
-    dp_noise: Annotated[
-        float | None, typer.Option(help="DP-FedAvg: noise multiplier sigma.")
-    ] = None,
-    runtime: Annotated[str | None, typer.Option(help="embedded (default) or flower.")] = None,
     resume: Annotated[
         Path | None,
         typer.Option("--resume", help="Continue the federated run in DIR from its checkpoint."),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace the run already in --out (default: refuse)."),
+    ] = False,
     yes: Annotated[
         bool, typer.Option("--yes", help="Run on IBM hardware beyond the profile's shot budget.")
     ] = False,
@@ -70,43 +44,21 @@ def train(
         bool, typer.Option("--json", help="Print the summary as JSON only.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    **settings: Any,
 ) -> None:
     """Train a model and write metrics.jsonl, summary.json, model.pt and cnn.pt to --out."""
-    overrides: dict[str, Any] = {
-        "model": model,
-        "backend": backend,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "blocks": blocks,
-        "chunk_size": chunk_size,
-        "seed": seed,
-        "max_steps_per_epoch": max_steps_per_epoch,
-        "data_dir": data_dir,
-        "out": out,
-        "dtype": dtype,
-        "activation": activation,
-        "clients": clients,
-        "rounds": rounds,
-        "local_epochs": local_epochs,
-        "partition": partition,
-        "fraction_fit": fraction_fit,
-        "min_clients": min_clients,
-        "round_timeout": round_timeout,
-        "dp_clip": dp_clip,
-        "dp_noise": dp_noise,
-        "runtime": runtime,
-    }
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     console = Console()
     with handle_errors():
         from qfed_qiskit.runner import load_run_config, run_training
 
-        cfg = load_run_config(config, overrides, resume=resume)
+        cfg = load_run_config(config, settings, resume=resume)
         _confirm_hardware_cost(cfg, yes=yes)
         with RichProgress(console=console, quiet=as_json) as progress:
-            summary, run_dir = run_training(cfg, callback=progress, resume=resume is not None)
+            summary, run_dir = run_training(
+                cfg, callback=progress, resume=resume is not None, overwrite=overwrite
+            )
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
         return
@@ -117,6 +69,35 @@ def train(
         f"{summary['wall_time_s']:.1f} s)"
     )
     console.print(f"outputs: {run_dir.path}")
+
+
+def _option(spec: Setting) -> inspect.Parameter:
+    """The ``--KEY`` option of one declared setting (None when not given)."""
+    python_type = _TYPES[spec.kind]
+    option = typer.Option(
+        f"--{spec.key}",
+        help=escape(f"{spec.help} [default: {spec.shown_default}]"),
+        show_default=False,
+    )
+    return inspect.Parameter(
+        spec.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[python_type | None, option],  # type: ignore[valid-type]
+    )
+
+
+def _with_setting_options(func: Any) -> Any:
+    """``func`` with ``**settings`` replaced by one keyword option per declared setting."""
+    signature = inspect.signature(func, eval_str=True)
+    fixed = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    func.__signature__ = signature.replace(
+        parameters=[*fixed, *(_option(spec) for spec in SETTINGS.values())]
+    )
+    return func
+
+
+train = _with_setting_options(train)
 
 
 def _confirm_hardware_cost(cfg: Any, *, yes: bool) -> None:

@@ -93,3 +93,18 @@ def make_partition(
         return iid_partition(len(labels), num_clients, seed=seed)
     assert alpha is not None
     return dirichlet_partition(labels, num_clients, alpha, seed=seed)
+
+
+def client_partition(
+    spec: str, labels: NDArray[np.integer], num_clients: int, *, seed: int
+) -> list[NDArray[np.int64]]:
+    """:func:`make_partition`, refusing a partition that leaves a client without samples.
+
+    Raises:
+        QFedInputError: For a bad spec, or when a client would get no samples.
+    """
+    parts = make_partition(spec, labels, num_clients, seed=seed)
+    for cid, idx in enumerate(parts):
+        if len(idx) == 0:
+            raise QFedInputError(f"partition {spec!r}: client {cid} got no samples")
+    return parts

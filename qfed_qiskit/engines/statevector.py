@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -186,3 +186,14 @@ class StatevectorEngine(QNNEngine):
             "dtype": str(self.dtype).removeprefix("torch."),
             "gates": self.program.num_gates,
         }
+
+
+def statevector_factory(
+    dtype: torch.dtype = torch.float32,
+) -> Callable[[QuantumCircuit], QNNEngine]:
+    """The default engine factory of every QT model: the exact statevector engine in ``dtype``."""
+
+    def build(circuit: QuantumCircuit) -> QNNEngine:
+        return StatevectorEngine(circuit=circuit, dtype=dtype)
+
+    return build

@@ -1,4 +1,5 @@
-"""Federated Quantum-Train: client step, FedAvg, update validation, checkpoints, embedded engine."""
+"""Federated Quantum-Train: client step, FedAvg, update validation, the server loop, checkpoints,
+the embedded runtime."""
 
 from qfed_qiskit.federated.checkpoint import (
     Checkpoint,
@@ -14,6 +15,7 @@ from qfed_qiskit.federated.core import (
     ClientState,
     ClientUpdate,
     DPResult,
+    check_reply,
     client_fit,
     dp_fedavg,
     fedavg,
@@ -23,8 +25,9 @@ from qfed_qiskit.federated.core import (
     set_parameters,
     validate_update,
 )
-from qfed_qiskit.federated.embedded import run_federated
-from qfed_qiskit.federated.faults import FaultPlan
+from qfed_qiskit.federated.embedded import EmbeddedTransport, run_federated
+from qfed_qiskit.federated.server import run_server_loop
+from qfed_qiskit.federated.transport import FitReply, FitTask, Transport
 
 __all__ = [
     "Arrays",
@@ -34,7 +37,11 @@ __all__ = [
     "ClientState",
     "ClientUpdate",
     "DPResult",
-    "FaultPlan",
+    "EmbeddedTransport",
+    "FitReply",
+    "FitTask",
+    "Transport",
+    "check_reply",
     "client_fit",
     "dp_fedavg",
     "fedavg",
@@ -43,6 +50,7 @@ __all__ = [
     "resume_config",
     "resume_fingerprint",
     "run_federated",
+    "run_server_loop",
     "sample_clients",
     "save_checkpoint",
     "serialized_size",

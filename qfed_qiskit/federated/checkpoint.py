@@ -1,4 +1,5 @@
-"""Atomic per-round checkpoints of a federated run, and resuming from them."""
+"""Atomic per-round checkpoints of a federated run, the replies of the round in progress, and
+resuming from them."""
 
 from __future__ import annotations
 
@@ -13,14 +14,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from qfed_qiskit.config import TrainConfig, build_config, normalise_keys
-from qfed_qiskit.exceptions import QFedInputError
-from qfed_qiskit.federated.core import Arrays, ClientState
+from qfed_qiskit.config import TrainConfig, build_config, flatten_train_table
+from qfed_qiskit.exceptions import ConfigError, QFedInputError
+from qfed_qiskit.federated.core import Arrays, ClientState, ClientUpdate
+from qfed_qiskit.federated.transport import FitReply
 from qfed_qiskit.training.outputs import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+PARTIAL_NAME = "round-partial.pt"
+"""The replies received so far in the round in progress (removed when the round's checkpoint is
+written): a resumed run asks only the clients missing from it, so work already done, and paid
+for on hardware, is not done again."""
 FORMAT_VERSION = 1
 RESUME_IGNORE = ("out", "data_dir", "extra", "rounds")
 """Settings that may change on resume: paths, and ``rounds`` (a finished run can be extended)."""
@@ -119,6 +125,63 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
     return path
 
 
+def _reply_to_dict(reply: FitReply) -> dict[str, Any]:
+    return {
+        "client_id": reply.client_id,
+        "update": None if reply.update is None else reply.update.to_dict(),
+        "state": None if reply.state is None else reply.state.to_dict(),
+        "error": reply.error,
+        "job_ids": list(reply.job_ids),
+    }
+
+
+def _reply_from_dict(data: Mapping[str, Any]) -> FitReply:
+    return FitReply(
+        client_id=int(data["client_id"]),
+        update=None if data["update"] is None else ClientUpdate.from_dict(data["update"]),
+        state=None if data["state"] is None else ClientState.from_dict(data["state"]),
+        error=data["error"],
+        job_ids=tuple(data["job_ids"]),
+    )
+
+
+def save_partial_round(
+    run_dir: str | Path, *, server_round: int, fingerprint: str, replies: Mapping[int, FitReply]
+) -> None:
+    """Atomically store the replies received so far in round ``server_round``."""
+    payload = {
+        "format": FORMAT_VERSION,
+        "round": server_round,
+        "fingerprint": fingerprint,
+        "replies": {int(cid): _reply_to_dict(r) for cid, r in replies.items()},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(Path(run_dir) / PARTIAL_NAME, buf.getvalue())
+
+
+def load_partial_round(
+    run_dir: str | Path, *, server_round: int, fingerprint: str
+) -> dict[int, FitReply]:
+    """The stored replies of round ``server_round`` (empty when none were stored for it)."""
+    path = Path(run_dir) / PARTIAL_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = torch.load(path, weights_only=True)
+    except Exception as exc:  # a foreign file: ignore it, the round is simply redone
+        logger.warning("%s: unreadable (%s); the round is redone", path, type(exc).__name__)
+        return {}
+    if data.get("round") != server_round or data.get("fingerprint") != fingerprint:
+        return {}
+    return {int(cid): _reply_from_dict(r) for cid, r in data["replies"].items()}
+
+
+def clear_partial_round(run_dir: str | Path) -> None:
+    """Remove the stored replies (the round they belong to is checkpointed, or restarted)."""
+    (Path(run_dir) / PARTIAL_NAME).unlink(missing_ok=True)
+
+
 def _config_diff(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     keys = sorted((set(stored) | set(current)) - set(RESUME_IGNORE))
     return [
@@ -137,7 +200,7 @@ def _stored_fingerprint(stored: Mapping[str, Any], *, recorded: str) -> str:
     """
     try:
         config = TrainConfig(**{k: v for k, v in stored.items() if k != "extra"})
-    except TypeError:
+    except (TypeError, ConfigError):  # a setting this version does not know, or now refuses
         return recorded
     return resume_fingerprint(config)
 
@@ -206,13 +269,9 @@ def resume_config(
             would change the run's fingerprint.
     """
     ckpt = load_checkpoint(run_dir)
-    from_file = normalise_keys(file_values or {})
-    if isinstance(from_file.get("train"), dict):
-        table = normalise_keys(from_file.pop("train"))
-        from_file.update(table)
     given = {
-        **from_file,
-        **{k: v for k, v in normalise_keys(overrides or {}).items() if v is not None},
+        **flatten_train_table(file_values or {}),
+        **{k: v for k, v in flatten_train_table(overrides or {}).items() if v is not None},
     }
     out = given.get("out")
     if out is not None and Path(out).resolve() != Path(run_dir).resolve():

@@ -42,7 +42,7 @@ from qfed_qiskit.config import TrainConfig
 from qfed_qiskit.exceptions import QFedError, QFedInputError
 from qfed_qiskit.training.builders import build_optimizer, build_scheduler
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
-from qfed_qiskit.training.loop import train_epoch
+from qfed_qiskit.training.loop import steps_per_epoch, train_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +229,28 @@ class ClientUpdate:
     loss: float
     metrics: dict[str, float] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of tensors and Python values (``torch.load(weights_only=True)`` safe)."""
+        return {
+            "client_id": self.client_id,
+            "names": list(self.arrays),
+            "arrays": {k: torch.from_numpy(np.array(v, copy=True)) for k, v in self.arrays.items()},
+            "num_samples": self.num_samples,
+            "loss": self.loss,
+            "metrics": dict(self.metrics),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClientUpdate:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            client_id=int(data["client_id"]),
+            arrays={k: data["arrays"][k].numpy().copy() for k in data["names"]},
+            num_samples=data["num_samples"],
+            loss=float(data["loss"]),
+            metrics={str(k): float(x) for k, x in data["metrics"].items()},
+        )
+
 
 class _StopCallback:
     """Forwards progress and raises :class:`ClientCancelledError` once ``should_stop()``."""
@@ -265,10 +287,7 @@ def client_generator(config: TrainConfig, client_id: int) -> torch.Generator:
 
 def client_steps_per_epoch(config: TrainConfig, num_samples: int) -> int:
     """Optimizer steps a client makes per local epoch on a shard of ``num_samples``."""
-    steps = -(-num_samples // config.batch_size)
-    if config.max_steps_per_epoch is not None:
-        steps = min(steps, config.max_steps_per_epoch)
-    return steps
+    return steps_per_epoch(num_samples, config.batch_size, config.max_steps_per_epoch)
 
 
 def restart_plateau_tracking(scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau) -> None:
@@ -469,6 +488,28 @@ def validate_update(
     if not norm <= max_norm:
         return f"update norm {norm:.4g} exceeds the bound {max_norm:.4g}"
     return None
+
+
+def check_reply(
+    update: ClientUpdate,
+    reference: Mapping[str, Array],
+    *,
+    client_id: int,
+    num_samples: int,
+    max_norm: float,
+) -> str | None:
+    """Everything the server checks before averaging a reply: :func:`validate_update`, and that
+    the reply names the client it was asked of and that client's shard size.
+
+    Returns:
+        None if the reply is usable, else a one-line reason.
+    """
+    reason = validate_update(update, reference, max_norm=max_norm)
+    if reason is None and update.client_id != client_id:
+        reason = f"reply names client {update.client_id}"
+    if reason is None and update.num_samples != num_samples:
+        reason = f"reports {update.num_samples} samples, its shard has {num_samples}"
+    return reason
 
 
 def _check_updates(updates: Sequence[ClientUpdate]) -> list[str]:

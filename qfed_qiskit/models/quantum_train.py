@@ -31,12 +31,6 @@ GAMMA = 0.3
 _TINY = 1e-12  # keeps d/dx x**0.3 finite where a probability underflows to exactly 0
 
 
-def _default_engine(circuit: QuantumCircuit) -> QNNEngine:
-    from qfed_qiskit.engines.statevector import StatevectorEngine
-
-    return StatevectorEngine(circuit=circuit)
-
-
 def beta_scaling(probs: torch.Tensor, num_qubits: int) -> torch.Tensor:
     """The reference post-processing of probabilities, mean-centred.
 
@@ -97,7 +91,11 @@ class QuantumTrainModel(nn.Module):
             target_params=target_params, chunk_size=chunk_size, blocks=blocks
         )
         self.circuit = qt_ansatz(self.sizing.num_qubits, blocks)
-        engine = (engine_factory or _default_engine)(self.circuit)
+        if engine_factory is None:
+            from qfed_qiskit.engines.statevector import statevector_factory
+
+            engine_factory = statevector_factory()
+        engine = engine_factory(self.circuit)
         if engine.num_parameters != self.circuit.num_parameters:
             raise QFedInputError(
                 f"engine expects {engine.num_parameters} angles, circuit has "

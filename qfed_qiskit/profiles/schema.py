@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from qfed_qiskit import validation as v
 from qfed_qiskit.exceptions import ConfigError
 
 SCHEMA_VERSION = 1
@@ -197,93 +197,37 @@ class BackendProfile:
 # Validation
 # --------------------------------------------------------------------------------------------
 
-Check = Callable[[Any], bool]
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """How one key is checked: its Python type and an allowed-values predicate."""
-
-    type: str  # "int", "float", "bool", "str"
-    expected: str
-    allowed: Check | None = None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(
-        value
-    )
-
-
-def _one_of(choices: tuple[str, ...]) -> _Spec:
-    return _Spec("str", "one of " + ", ".join(choices), lambda v: v in choices)
-
-
-def _one_line(value: Any) -> bool:
-    return "\n" not in value and "\r" not in value
-
-
-def _nonempty(value: Any) -> bool:
-    return bool(value.strip()) and _one_line(value)
-
-
-_PROBABILITY = _Spec("float", "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
-
-BACKEND_SPECS: dict[str, _Spec] = {
-    "schema": _Spec("int", str(SCHEMA_VERSION), lambda v: v == SCHEMA_VERSION),
-    "name": _Spec("str", "a non-empty one-line string", _nonempty),
-    "description": _Spec("str", "a one-line string", _one_line),
-    "kind": _one_of(BACKEND_KINDS),
-    "shots": _Spec("int", "an integer >= 0 (0: exact probabilities)", lambda v: v >= 0),
-    "noise": _Spec("str", "a noise-model name or .toml path", _nonempty),
-    "device": _Spec("str", "a device name", _nonempty),
-    "gradient": _one_of(GRADIENTS),
-    "optimization_level": _Spec("int", "an integer in 0..3", lambda v: 0 <= v <= 3),
-    "seed": _Spec("int", "an integer >= 0", lambda v: v >= 0),
-    "method": _one_of(AER_METHODS),
-    "layout": _one_of(LAYOUTS),
-    "spsa_batch": _Spec("int", "an integer >= 1", lambda v: v >= 1),
-    "spsa_epsilon": _Spec("float", "a number > 0", lambda v: v > 0),
-    "mode": _one_of(RUNTIME_MODES),
-    "dynamical_decoupling": _Spec("bool", "true or false"),
-    "twirling": _Spec("bool", "true or false"),
-    "max_shots_budget": _Spec("int", "an integer >= 0", lambda v: v >= 0),
+BACKEND_SPECS: dict[str, v.Rule] = {
+    "schema": v.Rule("int", str(SCHEMA_VERSION), lambda x: x == SCHEMA_VERSION),
+    "name": v.text("a non-empty one-line string", v.nonempty),
+    "description": v.text("a one-line string", v.one_line),
+    "kind": v.one_of(BACKEND_KINDS),
+    "shots": v.Rule("int", "an integer >= 0 (0: exact probabilities)", lambda x: x >= 0),
+    "noise": v.text("a noise-model name or .toml path", v.nonempty),
+    "device": v.text("a device name", v.nonempty),
+    "gradient": v.one_of(GRADIENTS),
+    "optimization_level": v.integer(minimum=0, maximum=3),
+    "seed": v.integer(minimum=0),
+    "method": v.one_of(AER_METHODS),
+    "layout": v.one_of(LAYOUTS),
+    "spsa_batch": v.integer(minimum=1),
+    "spsa_epsilon": v.number(above=0),
+    "mode": v.one_of(RUNTIME_MODES),
+    "dynamical_decoupling": v.boolean(),
+    "twirling": v.boolean(),
+    "max_shots_budget": v.integer(minimum=0),
 }
 
-NOISE_SPECS: dict[str, _Spec] = {
+NOISE_SPECS: dict[str, v.Rule] = {
     "schema": BACKEND_SPECS["schema"],
     "name": BACKEND_SPECS["name"],
     "description": BACKEND_SPECS["description"],
-    "kind": _one_of(NOISE_KINDS),
-    "p1": _PROBABILITY,
-    "p2": _PROBABILITY,
-    "readout": _PROBABILITY,
-    "backend": _Spec("str", "a fake device name such as fake_torino", _nonempty),
+    "kind": v.one_of(NOISE_KINDS),
+    "p1": v.PROBABILITY,
+    "p2": v.PROBABILITY,
+    "readout": v.PROBABILITY,
+    "backend": v.text("a fake device name such as fake_torino", v.nonempty),
 }
-
-_TYPE_OK: dict[str, Check] = {
-    "int": _is_int,
-    "float": _is_number,
-    "bool": lambda v: isinstance(v, bool),
-    "str": lambda v: isinstance(v, str),
-}
-
-
-def _problem(key: str, value: Any, expected: str) -> str:
-    return f"{key}={value!r} (expected {expected})"
-
-
-def _check(specs: Mapping[str, _Spec], key: str, value: Any) -> str | None:
-    spec = specs[key]
-    if not _TYPE_OK[spec.type](value):
-        return _problem(key, value, spec.expected)
-    if spec.allowed is not None and not spec.allowed(value):
-        return _problem(key, value, spec.expected)
-    return None
 
 
 @dataclass
@@ -299,7 +243,7 @@ class _Parsed:
 def _parse_common(
     data: Mapping[str, Any],
     *,
-    specs: Mapping[str, _Spec],
+    specs: Mapping[str, v.Rule],
     kind_keys: Mapping[str, tuple[str, ...]],
     required: Mapping[str, tuple[str, ...]],
     what: str,
@@ -325,7 +269,7 @@ def _parse_common(
             allowed = ", ".join(used)
             problems.append(f"unknown key {name!r} (allowed {scope}: {allowed})")
             continue
-        problem = _check(specs, key, values[key])
+        problem = v.problem(key, values[key], specs[key])
         if problem is not None:
             problems.append(problem.replace(key, name, 1))
         elif valid_kind and key not in used:
@@ -349,7 +293,7 @@ def _fields_of(cls: type[Any], values: Mapping[str, Any], keys: tuple[str, ...])
     for key in keys:
         if key in values and key in names:
             value = values[key]
-            if names[key].type in ("float", "float | None") and _is_int(value):
+            if names[key].type in ("float", "float | None") and v.is_int(value):
                 value = float(value)
             out[key] = value
     return out
@@ -452,7 +396,7 @@ def parse_backend_profile(
     values, problems, warnings = parsed.values, parsed.problems, parsed.warnings
     kind = values.get("kind")
     shots = values.get("shots")
-    if kind == "ibm-runtime" and _is_int(shots) and shots == 0:
+    if kind == "ibm-runtime" and v.is_int(shots) and shots == 0:
         problems.append(f"{parsed.spelled['shots']}=0 (expected an integer >= 1 on IBM hardware)")
     device = values.get("device")
     if isinstance(device, str) and device_names:
@@ -472,11 +416,11 @@ def parse_backend_profile(
         try:
             noise_profile = resolve_noise(noise)
         except ProfileNotFoundError as exc:
-            problems.append(_problem(key, noise, exc.expected))
+            problems.append(v.describe(key, noise, exc.expected))
         else:
             if kind == "density-matrix" and noise_profile.kind != "depolarizing":
                 problems.append(
-                    _problem(
+                    v.describe(
                         key,
                         noise,
                         f"a depolarizing noise model: {noise_profile.name!r} has kind "
@@ -514,4 +458,4 @@ def _unknown_device(key: str, value: str) -> str:
     examples = (
         "fake_torino, fake_brisbane, fake_kyiv, fake_manila (qiskit_ibm_runtime.fake_provider)"
     )
-    return _problem(key, value, f"a fake device name such as {examples}")
+    return v.describe(key, value, f"a fake device name such as {examples}")

@@ -1,18 +1,35 @@
-"""Build models, optimizers and schedulers from a :class:`~qfed_qiskit.config.TrainConfig`."""
+"""Build models, optimizers, schedulers and engine factories from a TrainConfig.
+
+This is the one place that turns ``config.backend`` into an engine factory (``None`` for the
+default exact statevector engine) and ``config.dtype`` into a torch dtype; the federated and
+centralized loops only pass the factory on.
+"""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from qfed_qiskit.config import TrainConfig
+from qfed_qiskit.config import DEFAULT_BACKEND, DTYPES, TrainConfig
+from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.models.cnn import TargetCNN
 from qfed_qiskit.models.quantum_train import EngineFactory, QuantumTrainModel
 
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+def torch_dtype(name: str) -> torch.dtype:
+    """``torch.float32`` or ``torch.float64`` for ``"float32"`` / ``"float64"``.
+
+    Raises:
+        QFedInputError: For another name.
+    """
+    if name not in DTYPES:
+        raise QFedInputError(f"dtype={name!r} (expected one of {', '.join(DTYPES)})")
+    dtype: torch.dtype = getattr(torch, name)
+    return dtype
 
 
 def seed_all(seed: int) -> None:
@@ -22,27 +39,54 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def resolve_engine_factory(config: TrainConfig) -> EngineFactory | None:
+    """The engine factory of the configured backend profile (None: the default exact engine).
+
+    Backend problems (unknown profile, missing credentials, a circuit too large for the engine)
+    are raised here, before any data is loaded.
+    """
+    if config.model != "qt" or config.backend == DEFAULT_BACKEND:
+        return None
+    from qfed_qiskit.profiles import engine_factory_for
+
+    return engine_factory_for(config.backend, config=config)
+
+
+def engine_job_ids(factory: EngineFactory | None) -> Callable[[], Sequence[str]] | None:
+    """Reads the ids of every job ``factory``'s engines submitted (None: they submit none)."""
+    if getattr(factory, "job_ids", None) is None:
+        return None
+
+    def ids() -> Sequence[str]:
+        return list(getattr(factory, "job_ids", []) or [])
+
+    return ids
+
+
+def close_engine_factory(factory: EngineFactory | None) -> None:
+    """Close what the factory opened (an IBM Runtime batch or session); safe to call twice."""
+    close = getattr(factory, "close", None)
+    if callable(close):
+        close()
+
+
 def build_model(config: TrainConfig, *, engine_factory: EngineFactory | None = None) -> nn.Module:
     """The model to train: a :class:`QuantumTrainModel` or the plain :class:`TargetCNN`.
 
     Initial weights are drawn from torch's global RNG; seed it first (:func:`seed_all`).
 
     Args:
-        config: Run settings (``model``, ``blocks``, ``chunk_size``, ``activation``).
-        engine_factory: Builds the QNN engine from the circuit (default: exact statevector
-            engine in ``config.dtype``). Ignored for the classical model.
+        config: Run settings (``model``, ``blocks``, ``chunk_size``, ``activation``, ``dtype``).
+        engine_factory: Builds the QNN engine from the circuit (default:
+            exact statevector engine in ``config.dtype``). Ignored for the classical model.
     """
     target = TargetCNN(activation=config.activation)
     if config.model == "classical":
         return target
     if engine_factory is None:
-        from qfed_qiskit.engines.statevector import StatevectorEngine
+        from qfed_qiskit.engines.statevector import statevector_factory
 
-        dtype = TORCH_DTYPES[config.dtype]
-
-        def engine_factory(circuit):  # type: ignore[no-untyped-def]
-            return StatevectorEngine(circuit=circuit, dtype=dtype)
-
+        engine_factory = statevector_factory(torch_dtype(config.dtype))
     return QuantumTrainModel(
         target=target,
         blocks=config.blocks,

@@ -12,10 +12,16 @@ from torch.utils.data import TensorDataset
 from qfed_qiskit.config import TrainConfig
 from qfed_qiskit.models.cnn import count_parameters
 from qfed_qiskit.models.quantum_train import EngineFactory
-from qfed_qiskit.training.builders import build_model, build_optimizer, build_scheduler, seed_all
+from qfed_qiskit.training.builders import (
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    engine_job_ids,
+    seed_all,
+)
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
-from qfed_qiskit.training.loop import EvalResult, evaluate, train_epoch
-from qfed_qiskit.training.outputs import RunDirectory
+from qfed_qiskit.training.loop import EvalResult, evaluate, steps_per_epoch, train_epoch
+from qfed_qiskit.training.outputs import NewJobIds, RunDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +85,9 @@ def run_centralized(
 ) -> dict[str, Any]:
     """Train ``config.model`` on ``train`` for ``config.epochs`` epochs, evaluating on ``test``.
 
-    Writes one line per epoch to ``metrics.jsonl``, then ``summary.json``, ``model.pt`` (the
-    trainable parameters) and ``cnn.pt`` (the plain classical state dict) in ``run_dir``.
+    Writes one line per epoch to ``metrics.jsonl`` (with ``job_ids``, the jobs the epoch
+    submitted, on backends that submit jobs), then ``summary.json``, ``model.pt`` (the trainable
+    parameters) and ``cnn.pt`` (the plain classical state dict) in ``run_dir``.
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -91,15 +98,15 @@ def run_centralized(
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(config, optimizer)
     generator = torch.Generator().manual_seed(config.seed)
+    new_job_ids = NewJobIds(engine_job_ids(engine_factory))
+    all_job_ids: list[str] = []
     run_dir.reset_metrics()
     start = time.perf_counter()
     steps = 0
-    steps_per_epoch = -(-len(train) // config.batch_size)
-    if config.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    per_epoch = steps_per_epoch(len(train), config.batch_size, config.max_steps_per_epoch)
     result = None
     for epoch in range(1, config.epochs + 1):
-        cb.on_phase_start(f"epoch {epoch}/{config.epochs}", steps_per_epoch)
+        cb.on_phase_start(f"epoch {epoch}/{config.epochs}", per_epoch)
         epoch_start = time.perf_counter()
         epoch_result = train_epoch(
             model,
@@ -123,6 +130,10 @@ def run_centralized(
             "steps": epoch_result.steps,
             "epoch_time_s": time.perf_counter() - epoch_start,
         }
+        job_ids = new_job_ids()
+        if job_ids:  # runs whose engines submit no jobs (exact, density matrix) get no key
+            record["job_ids"] = job_ids
+            all_job_ids.extend(job_ids)
         run_dir.append_metrics(record)
         logger.info("epoch %d: test accuracy %.4f", epoch, result.accuracy)
         cb.on_phase_end(f"epoch {epoch}/{config.epochs}", record)
@@ -137,5 +148,7 @@ def run_centralized(
         steps=steps,
         extra={"epochs": config.epochs, **(extra_summary or {})},
     )
+    if all_job_ids:  # hardware/runtime job ids, for tracing a run back to its jobs
+        summary["job_ids"] = all_job_ids
     run_dir.write_summary(summary)
     return summary

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +28,12 @@ class EvalResult:
     loss: float
     accuracy: float
     samples: int
+
+
+def steps_per_epoch(num_samples: int, batch_size: int, max_steps: int | None = None) -> int:
+    """Optimizer steps of one epoch over ``num_samples`` (the last batch may be smaller)."""
+    steps = -(-num_samples // batch_size)
+    return steps if max_steps is None else min(steps, max_steps)
 
 
 def train_epoch(
@@ -58,9 +63,7 @@ def train_epoch(
     cb = callback or NullCallback()
     images, labels = data.tensors
     order = torch.randperm(images.shape[0], generator=generator)
-    steps_total = math.ceil(images.shape[0] / batch_size)
-    if max_steps is not None:
-        steps_total = min(steps_total, max_steps)
+    steps_total = steps_per_epoch(images.shape[0], batch_size, max_steps)
     model.train()
     loss_sum = 0.0
     correct = 0

@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from qfed_qiskit.exceptions import QFedInputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -39,14 +43,100 @@ def torch_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
+class NewJobIds:
+    """The ids of the quantum jobs submitted since the previous call, for one metrics line.
+
+    Args:
+        source: Returns the ids of every job submitted so far, in order (None: no jobs).
+    """
+
+    def __init__(self, source: Callable[[], Sequence[str]] | None) -> None:
+        self._source = source
+        self._seen = 0
+
+    def __call__(self) -> list[str]:
+        """Ids submitted since the last call (empty for engines that submit no jobs)."""
+        if self._source is None:
+            return []
+        ids = list(self._source())
+        new, self._seen = ids[self._seen :], len(ids)
+        return new
+
+
+def default_out_dir(model: str, backend: str) -> Path:
+    """``runs/<model>-<backend>-<timestamp>`` here (for a backend given as a path: its stem)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = Path(backend).stem if backend.endswith(".toml") else backend
+    return Path("runs") / f"{model}-{name}-{stamp}"
+
+
+RUN_FILES = (
+    "metrics.jsonl",
+    "summary.json",
+    "model.pt",
+    "cnn.pt",
+    "checkpoint.pt",
+    "round-partial.pt",
+)
+"""Files that make a folder a run folder (``--overwrite`` removes them, and the ``jobs`` folder)."""
+RUN_FOLDERS = ("jobs",)
+
+
+def _run_contents(path: Path) -> str | None:
+    """What run the folder holds, in words (None: none)."""
+    if (path / "summary.json").is_file():
+        return "a finished run (summary.json)"
+    if (path / "checkpoint.pt").is_file():
+        return "a checkpointed run (checkpoint.pt)"
+    if any((path / name).exists() for name in (*RUN_FILES, *RUN_FOLDERS)):
+        return "an unfinished run"
+    return None
+
+
+def check_run_folder(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Refuse an output folder that cannot be used, in one line, before any work is done.
+
+    A folder that already holds a run is refused unless ``overwrite`` (replace it) or ``resume``
+    (continue it) says what to do with it.
+
+    Raises:
+        QFedInputError: If ``path`` is a file, lies below a file, or holds a run.
+    """
+    out = Path(path)
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == out else f"lies below the file {parent}"
+            raise QFedInputError(f"--out {out} {where}; expected a folder")
+        if parent.exists():
+            break
+    if resume or overwrite or not out.is_dir():
+        return out
+    contents = _run_contents(out)
+    if contents is not None:
+        resumable = (out / "checkpoint.pt").is_file()
+        hint = f", or --resume {out} to continue it" if resumable else ""
+        raise QFedInputError(
+            f"--out {out} already holds {contents}; pass --overwrite to replace it{hint}, "
+            "or choose another --out"
+        )
+    return out
+
+
+def _remove_run(path: Path) -> None:
+    for name in RUN_FILES:
+        (path / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(path / name, ignore_errors=True)
+
+
 class RunDirectory:
     """The output folder of one run: ``metrics.jsonl``, ``summary.json``, ``model.pt``, ``cnn.pt``.
 
     Args:
         path: Folder (created if missing).
-        annotate: Called for every metrics line; its keys are added to the line. The runner uses
-            it to record which hardware/runtime jobs each epoch or round submitted, so the
-            training loops need not know about backends.
+
+    Raises:
+        QFedInputError: If the folder cannot be created (one line naming it and why).
     """
 
     METRICS = "metrics.jsonl"
@@ -54,23 +144,44 @@ class RunDirectory:
     MODEL = "model.pt"
     CNN = "cnn.pt"
 
-    def __init__(
-        self, path: str | Path, *, annotate: Callable[[], dict[str, Any]] | None = None
-    ) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.annotate = annotate
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise QFedInputError(
+                f"--out {self.path}: a file is in the way; expected a folder"
+            ) from None
+        except OSError as exc:
+            raise QFedInputError(
+                f"--out {self.path}: cannot create the folder ({exc.strerror or exc})"
+            ) from None
+
+    @classmethod
+    def prepare(
+        cls, path: str | Path, *, resume: bool = False, overwrite: bool = False
+    ) -> RunDirectory:
+        """The folder of a new run (``resume``: of the run being continued).
+
+        Checks it with :func:`check_run_folder`; with ``overwrite`` (and not ``resume``) the
+        previous run's files are removed first.
+        """
+        out = check_run_folder(path, resume=resume, overwrite=overwrite)
+        if overwrite and not resume and out.is_dir():
+            _remove_run(out)
+        return cls(out)
 
     def reset_metrics(self, keep: int = 0) -> None:
         """Keep only the first ``keep`` metric lines (used when a run restarts or resumes)."""
-        lines = self.read_metrics()[:keep]
+        self.write_metrics(self.read_metrics()[:keep])
+
+    def write_metrics(self, lines: Sequence[dict[str, Any]]) -> None:
+        """Replace ``metrics.jsonl`` by ``lines`` (atomically)."""
         payload = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
         atomic_write_bytes(self.path / self.METRICS, payload.encode())
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON object as a line of ``metrics.jsonl`` (flushed and fsynced)."""
-        if self.annotate is not None:
-            record = {**record, **self.annotate()}
         with (self.path / self.METRICS).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
             fh.flush()

@@ -5,15 +5,19 @@ from __future__ import annotations
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from qfed_qiskit.exceptions import BackendUnavailableError
 from qfed_qiskit.federated.core import ClientFn, client_fit
 from qfed_qiskit.runtimes.flower import conversions as conv
 from qfed_qiskit.runtimes.flower.task import (
     AppSettings,
     client_model,
     client_shards,
+    engine_factory,
     partition_id,
     settings_from_run_config,
 )
+from qfed_qiskit.training.builders import engine_job_ids
+from qfed_qiskit.training.outputs import NewJobIds
 
 
 def build_client_app(
@@ -22,8 +26,9 @@ def build_client_app(
     """A ClientApp that trains with :func:`~qfed_qiskit.federated.core.client_fit`.
 
     The node's shard is ``partition-id`` of its node config (``flower-supernode --node-config``;
-    set by the simulation). The client's optimizer, scheduler and shuffling state stay in the
-    node's ``Context.state`` between rounds (see :func:`.conversions.client_state_from_record`).
+    set by the simulation). The client's optimizer, scheduler and shuffling state comes with each
+    train message and goes back with the reply: the server keeps it (and checkpoints it), so a
+    SuperNode that restarts loses nothing.
 
     Args:
         settings: Fixed settings (the in-process simulation); None reads them from the run config
@@ -49,26 +54,24 @@ def build_client_app(
         """Train the received global arrays on this node's shard for one round."""
         current_settings = current(context)
         config = current_settings.config
-        cid = partition_id(context.node_config, config)
-        instructions = msg.content.config_records[conv.CONFIG]
-        server_round = int(instructions["server-round"])  # type: ignore[arg-type]
-        accepted_round = int(instructions["accepted-round"])  # type: ignore[arg-type]
-        state = conv.client_state_from_record(
-            context.state.config_records.get(conv.STATE), accepted_round=accepted_round
+        task = conv.content_to_task(
+            msg.content, client_id=partition_id(context.node_config, config)
         )
-        update, new_state = fit(
-            client_model(current_settings),
-            conv.record_to_arrays(msg.content.array_records[conv.ARRAYS]),
-            client_shards(current_settings)[cid],
-            config=config,
-            client_id=cid,
-            state=state,
-            server_round=server_round,
-        )
-        context.state[conv.STATE] = conv.client_state_to_record(
-            state, new_state, pending_round=server_round
-        )
-        return Message(conv.update_to_content(update), reply_to=msg)
+        new_job_ids = NewJobIds(engine_job_ids(engine_factory(config)))
+        new_job_ids()  # the ids of earlier rounds in this process are not this round's
+        try:
+            update, state = fit(
+                client_model(current_settings),
+                task.arrays,
+                client_shards(current_settings)[task.client_id],
+                config=config,
+                client_id=task.client_id,
+                state=task.state,
+                server_round=task.server_round,
+            )
+        except BackendUnavailableError as exc:
+            return Message(conv.fatal_content(str(exc), job_ids=new_job_ids()), reply_to=msg)
+        return Message(conv.update_to_content(update, state, job_ids=new_job_ids()), reply_to=msg)
 
     return app
 

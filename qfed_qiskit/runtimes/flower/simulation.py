@@ -7,12 +7,13 @@ import importlib.util
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from qfed_qiskit.config import TrainConfig
 from qfed_qiskit.exceptions import MissingOptionalDependencyError, QFedError, QFedInputError
 from qfed_qiskit.training.callbacks import TrainingCallback
-from qfed_qiskit.training.outputs import RunDirectory
+from qfed_qiskit.training.outputs import RunDirectory, check_run_folder, default_out_dir
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,10 @@ def check_installed() -> None:
 def run_flower_simulation(
     config: TrainConfig,
     *,
+    out: str | Path | None = None,
     callback: TrainingCallback | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     data_check: str = "strict",
     backend_config: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], RunDirectory]:
@@ -53,8 +56,10 @@ def run_flower_simulation(
 
     Args:
         config: Run settings (``clients >= 2``).
+        out: Output folder (default ``config.out``, else ``runs/<model>-<backend>-<time>``).
         callback: Progress events from the server.
-        resume: Not supported by the Flower runtime (raises).
+        resume: Continue the run in ``out`` from its checkpoint.
+        overwrite: Replace a run already in ``out``.
         data_check: ``"strict"`` (full FashionMNIST) or ``"relaxed"`` (any consistent size).
         backend_config: Flower's simulation backend config (default: Flower's, 2 CPUs per client).
 
@@ -62,39 +67,38 @@ def run_flower_simulation(
         The summary and the run directory.
 
     Raises:
-        QFedInputError: If ``resume`` is set or the config is not federated.
+        QFedInputError: If the config is not federated, or the output folder cannot be used.
         MissingOptionalDependencyError: If ``flwr`` or ``ray`` is missing.
     """
-    if resume:
-        raise QFedInputError("--resume is not supported with runtime 'flower' (use 'embedded')")
     if not config.federated:
         raise QFedInputError(f"clients={config.clients}: runtime 'flower' needs clients >= 2")
     check_installed()
+    folder = Path(out or config.out or default_out_dir(config.model, config.backend))
+    check_run_folder(folder, resume=resume, overwrite=overwrite)
     from qfed_qiskit.runtimes.flower.task import engine_factory
 
     engine_factory(config)  # backend problems (profile, credentials) first, as in embedded runs
     environ = dict(os.environ)  # flwr and Ray set PYTHONPATH, PYTHONBREAKPOINT, RAY_*, GRPC_*
     from flwr.simulation import run_simulation
 
-    from qfed_qiskit.runner import default_out_dir
     from qfed_qiskit.runtimes.flower.client_app import build_client_app
     from qfed_qiskit.runtimes.flower.server_app import build_server_app
     from qfed_qiskit.runtimes.flower.task import AppSettings, load_data
 
-    out = str(config.out or default_out_dir(config))
     settings = AppSettings(
-        config=dataclasses.replace(config, runtime="flower", out=out), data_check=data_check
+        config=dataclasses.replace(config, runtime="flower", out=str(folder)),
+        data_check=data_check,
+        resume=resume,
+        overwrite=overwrite,
     )
     load_data(settings)  # fail fast on missing data; the in-process ServerApp reuses it
-    run_dir = RunDirectory(out)
-    summary_path = run_dir.path / RunDirectory.SUMMARY
-    summary_path.unlink(missing_ok=True)
+    errors: list[BaseException] = []
     notice = _DropRunSimulationNotice()
     flwr_logger = logging.getLogger("flwr")
     flwr_logger.addFilter(notice)
     try:
         run_simulation(
-            server_app=build_server_app(settings, callback=callback),
+            server_app=build_server_app(settings, callback=callback, errors=errors),
             client_app=build_client_app(settings),
             num_supernodes=config.clients,
             backend_config=backend_config,  # type: ignore[arg-type]
@@ -103,7 +107,10 @@ def run_flower_simulation(
         flwr_logger.removeFilter(notice)
         os.environ.clear()
         os.environ.update(environ)
+    if errors:  # the ServerApp's own error (a bad checkpoint, a backend down), not Flower's
+        raise errors[0]
+    summary_path = folder / RunDirectory.SUMMARY
     if not summary_path.exists():
         raise QFedError(f"the Flower simulation ended without writing {summary_path}")
     summary: dict[str, Any] = json.loads(summary_path.read_text(encoding="utf-8"))
-    return summary, run_dir
+    return summary, RunDirectory(folder)

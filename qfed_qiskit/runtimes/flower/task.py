@@ -1,4 +1,10 @@
-"""Glue shared by the Flower apps: run config to TrainConfig, data, client shards and models."""
+"""Glue shared by the Flower apps: run config to TrainConfig, data, client shards and models.
+
+Run-config keys are the declared settings (:data:`qfed_qiskit.config.SETTINGS`) in flag style,
+plus the app keys of :data:`APP_KEYS`. Flower's run config cannot hold ``None``, so an unset
+optional setting travels as the zero of its type (``0`` or ``""``): every optional setting's rule
+rejects that value, so it cannot mean anything else.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +18,20 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from qfed_qiskit.config import TrainConfig, build_config
+from qfed_qiskit.config import SETTINGS, Setting, TrainConfig, build_config
 from qfed_qiskit.exceptions import ConfigError, QFedInputError
 from qfed_qiskit.models.quantum_train import EngineFactory
 
 DATA_CHECKS = ("strict", "relaxed")
 """``data-check`` values: ``strict`` (full FashionMNIST) or ``relaxed`` (any consistent size)."""
 
-APP_ONLY_KEYS = ("data-check",)
-"""Run-config keys that are not TrainConfig fields."""
+APP_KEYS: dict[str, Any] = {"data-check": "strict", "resume": False, "overwrite": False}
+"""Run-config keys that are not training settings, with their defaults: ``data-check``,
+``resume`` (continue the run in ``out`` from its checkpoint) and ``overwrite`` (replace the run
+in ``out``)."""
 
-NOT_RUN_CONFIG = ("epochs", "runtime", "extra")
-"""TrainConfig fields with no run-config key (centralized-only, fixed, or internal)."""
+UNSET: dict[str, bool | int | float | str] = {"int": 0, "float": 0.0, "str": "", "bool": False}
+"""How an unset (None) optional setting of each kind travels in Flower's run config."""
 
 RunConfig = dict[str, bool | int | float | str]
 
@@ -36,52 +44,64 @@ class AppSettings:
         config: The training settings (``runtime == "flower"``).
         data_check: ``"strict"`` requires the full FashionMNIST (60,000 / 10,000 images, as the
             embedded runtime does); ``"relaxed"`` accepts any consistent size (small test files).
+        resume: Continue the run in ``config.out`` from its checkpoint.
+        overwrite: Replace a run already in ``config.out``.
     """
 
     config: TrainConfig
     data_check: str = "strict"
+    resume: bool = False
+    overwrite: bool = False
 
 
-def _fields() -> dict[str, dataclasses.Field[Any]]:
-    return {f.name: f for f in dataclasses.fields(TrainConfig) if f.name not in NOT_RUN_CONFIG}
-
-
-def _is_optional(field: dataclasses.Field[Any]) -> bool:
-    return "None" in str(field.type)
+def flower_settings() -> dict[str, Setting]:
+    """The declared settings that Flower's run config carries, by field name."""
+    return {name: spec for name, spec in SETTINGS.items() if spec.flower}
 
 
 def run_config_keys() -> tuple[str, ...]:
-    """Every run-config key the apps read (TrainConfig fields in flag style, then app keys)."""
-    return (*(name.replace("_", "-") for name in _fields()), *APP_ONLY_KEYS)
+    """Every run-config key the apps read (settings in flag style, then the app keys)."""
+    return (*(spec.key for spec in flower_settings().values()), *APP_KEYS)
+
+
+def encode(spec: Setting, value: Any) -> bool | int | float | str:
+    """A setting's value as Flower's run config holds it (None: the unset value)."""
+    if value is None:
+        return UNSET[spec.kind]
+    out: bool | int | float | str = value
+    return out
+
+
+def _decode(spec: Setting | None, value: Any) -> Any:
+    unset = spec is not None and spec.optional and not isinstance(value, bool)
+    return None if unset and value == UNSET[spec.kind] else value  # type: ignore[union-attr]
 
 
 def settings_from_run_config(run_config: Mapping[str, Any]) -> AppSettings:
     """Validate Flower's run config and turn it into :class:`AppSettings`.
 
-    Keys are TrainConfig fields in flag style (``local-epochs``), as in qfed-qiskit's TOML configs,
-    plus ``data-check``. Flower's run config cannot hold ``None``, so for settings that may be
-    unset (``lr``, ``max-steps-per-epoch``, ``round-timeout``, ``dp-clip``, ``data-dir``, ``out``)
-    ``0`` or ``""`` means unset.
-
     Raises:
         ConfigError: Listing every unknown key and bad value.
     """
-    fields = _fields()
+    declared = {spec.key: spec for spec in flower_settings().values()}
     values: dict[str, Any] = {}
     problems: list[str] = []
-    data_check = run_config.get("data-check", "strict")
-    if data_check not in DATA_CHECKS:
-        problems.append(f"data-check={data_check!r} (expected one of {', '.join(DATA_CHECKS)})")
+    app = {**APP_KEYS, **{k: v for k, v in run_config.items() if k in APP_KEYS}}
+    if app["data-check"] not in DATA_CHECKS:
+        problems.append(
+            f"data-check={app['data-check']!r} (expected one of {', '.join(DATA_CHECKS)})"
+        )
+    for key in ("resume", "overwrite"):
+        if not isinstance(app[key], bool):
+            problems.append(f"{key}={app[key]!r} (expected true or false)")
     for key, value in run_config.items():
-        if key in APP_ONLY_KEYS:
+        if key in APP_KEYS:
             continue
-        name = key.replace("-", "_")
-        if name in NOT_RUN_CONFIG:
+        spec = declared.get(key)
+        if spec is None and key.replace("-", "_") in SETTINGS:
             problems.append(f"{key!r} is not a Flower run-config key")
             continue
-        field = fields.get(name)
-        unset = not isinstance(value, bool) and value in ("", 0)
-        values[name] = None if field is not None and _is_optional(field) and unset else value
+        values[key] = _decode(spec, value)
     values["runtime"] = "flower"
     try:
         config = build_config(values, source="Flower run config")
@@ -89,18 +109,27 @@ def settings_from_run_config(run_config: Mapping[str, Any]) -> AppSettings:
         problems.insert(0, str(exc).removeprefix("Flower run config: "))
     if problems:
         raise ConfigError("Flower run config: " + "; ".join(problems))
-    return AppSettings(config=config, data_check=str(data_check))
+    return AppSettings(
+        config=config,
+        data_check=str(app["data-check"]),
+        resume=bool(app["resume"]),
+        overwrite=bool(app["overwrite"]),
+    )
 
 
 def run_config_from_settings(settings: AppSettings) -> RunConfig:
     """The run config that :func:`settings_from_run_config` turns back into ``settings``."""
-    out: RunConfig = {}
-    for name, field in _fields().items():
-        value = getattr(settings.config, name)
-        if value is None:
-            value = "" if str(field.type).startswith("str") else 0
-        out[name.replace("_", "-")] = value
-    out["data-check"] = settings.data_check
+    out: RunConfig = {
+        spec.key: encode(spec, getattr(settings.config, name))
+        for name, spec in flower_settings().items()
+    }
+    out.update(
+        {
+            "data-check": settings.data_check,
+            "resume": settings.resume,
+            "overwrite": settings.overwrite,
+        }
+    )
     return out
 
 
@@ -124,16 +153,16 @@ def load_data(settings: AppSettings) -> tuple[TensorDataset, TensorDataset]:
 
 
 @functools.lru_cache(maxsize=2)
-def _shards(settings: AppSettings) -> tuple[TensorDataset, ...]:
+def _shards(config: TrainConfig, data_check: str) -> tuple[TensorDataset, ...]:
     from qfed_qiskit.federated.embedded import partition_dataset
 
-    train, _ = load_data(settings)
-    return tuple(partition_dataset(train, settings.config))
+    train, _ = _load_data(config.data_dir, data_check)
+    return tuple(partition_dataset(train, config))
 
 
 def client_shards(settings: AppSettings) -> tuple[TensorDataset, ...]:
     """All clients' shards, split exactly as the embedded engine splits them (cached)."""
-    return _shards(settings)
+    return _shards(settings.config, settings.data_check)
 
 
 def partition_id(node_config: Mapping[str, Any], config: TrainConfig) -> int:
@@ -169,7 +198,7 @@ def engine_factory(config: TrainConfig) -> EngineFactory | None:
     One factory builds every model of the process, as one builds every model of an embedded run
     (expensive preparation such as transpilation happens once).
     """
-    from qfed_qiskit.runner import resolve_engine_factory
+    from qfed_qiskit.training.builders import resolve_engine_factory
 
     return resolve_engine_factory(config)
 
@@ -191,3 +220,8 @@ def client_model(settings: AppSettings) -> nn.Module:
     config = settings.config
     with torch.random.fork_rng(devices=[]):
         return build_model(config, engine_factory=engine_factory(config))
+
+
+def with_runtime(settings: AppSettings, **changes: Any) -> AppSettings:
+    """``settings`` with ``changes`` applied to its TrainConfig."""
+    return dataclasses.replace(settings, config=dataclasses.replace(settings.config, **changes))

@@ -1,4 +1,4 @@
-"""Fault injection for tests: make chosen clients misbehave in chosen rounds (not in the CLI)."""
+"""Fault injection: make chosen clients misbehave in chosen rounds, in any runtime."""
 
 from __future__ import annotations
 
