@@ -37,8 +37,8 @@ from qfed_qiskit.engines.gradients import BatchedParamShiftSamplerGradient
 from qfed_qiskit.engines.qiskit_sampler import QiskitSamplerEngine
 from qfed_qiskit.engines.statevector import StatevectorEngine
 from qfed_qiskit.models import QuantumTrainModel
-from qfed_qiskit.profiles.passes import device_pass_manager
-from qfed_qiskit.quantum.samplers import aer_sampler, fake_backend, fake_device_sampler
+from qfed_qiskit.quantum.devices import aer_sampler, fake_backend, fake_device_sampler
+from qfed_qiskit.quantum.layout import device_pass_manager
 from qfed_qiskit.quantum.transpile import isa_stats
 
 Factory = Callable[[Any], QNNEngine]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qfed_qiskit.models.cnn import TargetCNN, count_parameters
+from qfed_qiskit.models.cnn import count_parameters
 from qfed_qiskit.models.mapping import DEFAULT_HIDDEN, MappingMLP
 
 
@@ -37,10 +37,11 @@ def inspect_model(
         ``backend``, ``backend_kind``, ``exact``, ``shots``, ``gradient``, ``isa_depth``,
         ``isa_two_qubit_gates``, ``circuits_per_step`` and ``shots_per_step``.
     """
-    from qfed_qiskit.circuits import qt_ansatz, qt_sizing
+    from qfed_qiskit.circuits import qt_ansatz
+    from qfed_qiskit.models.quantum_train import target_sizing
 
-    target_params = count_parameters(TargetCNN(activation=activation))
-    sizing = qt_sizing(target_params=target_params, chunk_size=chunk_size, blocks=blocks)
+    sizing = target_sizing(chunk_size=chunk_size, blocks=blocks, activation=activation)
+    target_params = sizing.target_params
     mapping = MappingMLP(num_qubits=sizing.num_qubits, chunk_size=chunk_size, hidden=DEFAULT_HIDDEN)
     mapping_params = count_parameters(mapping)
     trainable = sizing.qnn_params + mapping_params

@@ -25,17 +25,11 @@ from qfed_qiskit.engines.statevector import StatevectorEngine
 from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.models.cnn import TargetCNN
 from qfed_qiskit.models.quantum_train import QuantumTrainModel
-from qfed_qiskit.quantum.samplers import (
-    ExactAerSampler,
-    ManagedSampler,
-    ProbabilityArray,
-    aer_sampler,
-    apply_readout,
-    binomial_bound,
-    fake_backend,
-    fake_device_sampler,
-    pub_probabilities,
-)
+from qfed_qiskit.quantum.aer_noise import apply_readout
+from qfed_qiskit.quantum.devices import aer_sampler, fake_backend, fake_device_sampler
+from qfed_qiskit.quantum.exact_aer import ExactAerSampler
+from qfed_qiskit.quantum.managed import ManagedSampler
+from qfed_qiskit.quantum.results import ProbabilityArray, binomial_bound, pub_probabilities
 from qfed_qiskit.quantum.transpile import preset_pass_manager
 
 
@@ -124,7 +118,7 @@ def test_sampled_noisy_shots_within_binomial_bound(rng: np.random.Generator) -> 
 @pytest.mark.aer
 def test_aer_sampler_binds_controlled_rotations() -> None:
     """Aer leaves crz/cp angles unbound (is_parameterized() is False); ManagedSampler fixes it."""
-    from qfed_qiskit.quantum.samplers import aer_unsafe_gates
+    from qfed_qiskit.quantum.aer_circuits import aer_unsafe_gates
 
     a = Parameter("a")
     qc = QuantumCircuit(2)
@@ -145,11 +139,12 @@ def test_aer_sampler_binds_controlled_rotations() -> None:
 
 @pytest.mark.aer
 @pytest.mark.ibm
-def test_device_noise_restricted_to_active_qubits_is_exact(rng: np.random.Generator) -> None:
+def test_device_noise_restricted_toactive_qubits_is_exact(rng: np.random.Generator) -> None:
     """Simulating only the qubits an ISA circuit uses gives the full-device distribution."""
     from qiskit_aer import AerSimulator
 
-    from qfed_qiskit.quantum.samplers import _final_measurements, _readout_matrices
+    from qfed_qiskit.quantum.aer_circuits import final_measurements
+    from qfed_qiskit.quantum.aer_noise import readout_matrices
 
     backend = fake_backend("fake_lagos")  # 7 qubits; the circuit uses 3
     circuit = qt_ansatz(3, 1)
@@ -160,13 +155,13 @@ def test_device_noise_restricted_to_active_qubits_is_exact(rng: np.random.Genera
     got = pub_probabilities(sampler.run([(isa, values)]).result()[0])
     assert sampler._plan(isa).circuit.num_qubits < backend.num_qubits
     full = AerSimulator.from_backend(backend, method="density_matrix")
-    body, _, order = _final_measurements(isa)
+    body, _, order = final_measurements(isa)
     rows = []
     for row in values:
         bound = body.assign_parameters(row)
         bound.save_probabilities(list(order))
         rows.append(full.run(bound, shots=1).result().data(0)["probabilities"])
-    expected = apply_readout(np.array(rows), _readout_matrices(full.options.noise_model, order))
+    expected = apply_readout(np.array(rows), readout_matrices(full.options.noise_model, order))
     np.testing.assert_allclose(got, expected, atol=1e-12)
 
 

@@ -78,10 +78,10 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_schema_constants_match_the_engines() -> None:
     """The schema's choices are the ones the engines and samplers accept."""
     from qfed_qiskit.engines.gradients import GRADIENT_METHODS
-    from qfed_qiskit.quantum import ibm, samplers
+    from qfed_qiskit.quantum import exact_aer, ibm
 
     assert GRADIENTS == GRADIENT_METHODS
-    assert AER_METHODS == samplers.AER_METHODS
+    assert AER_METHODS == exact_aer.AER_METHODS
     assert RUNTIME_MODES == ibm.RUNTIME_MODES
 
 
@@ -418,7 +418,7 @@ def test_aer_noisy_factory_runs() -> None:
 @pytest.mark.ibm
 def test_fake_device_factory_transpiles_once_on_a_line(tmp_path: Path) -> None:
     """A fake-device profile: ISA on a chain of n device qubits, transpiled once per engine."""
-    from qfed_qiskit.quantum.samplers import _active_qubits, _final_measurements
+    from qfed_qiskit.quantum.aer_circuits import active_qubits, final_measurements
 
     profile = _profile(tmp_path, "lagos", kind="fake-device", device="fake_lagos", shots=512)
     factory = engine_factory_for(profile, config=TrainConfig(seed=2))
@@ -431,8 +431,8 @@ def test_fake_device_factory_transpiles_once_on_a_line(tmp_path: Path) -> None:
     assert transpiler.transpile_count == 1
     assert transpiler.pass_manager is factory.pass_manager(3)  # one pass manager per run
     isa = transpiler(engine.measured_circuit)
-    body, _, order = _final_measurements(isa)
-    assert len(_active_qubits(body, order)) == 3
+    body, _, order = final_measurements(isa)
+    assert len(active_qubits(body, order)) == 3
     assert factory.describe()["device"] == "fake_lagos"
 
 
@@ -611,8 +611,9 @@ def test_rewritten_u_gates_keep_probabilities(rng: np.random.Generator) -> None:
 @pytest.mark.ibm
 def test_line_layout_uses_exactly_n_device_qubits() -> None:
     """layout "line": the ISA circuit touches n chained qubits, with the device's gates only."""
-    from qfed_qiskit.profiles.passes import device_line, device_pass_manager
-    from qfed_qiskit.quantum.samplers import _active_qubits, _final_measurements, fake_backend
+    from qfed_qiskit.quantum.aer_circuits import active_qubits, final_measurements
+    from qfed_qiskit.quantum.devices import fake_backend
+    from qfed_qiskit.quantum.layout import device_line, device_pass_manager
 
     backend = fake_backend("fake_brisbane")
     chain = device_line(backend, 7)
@@ -622,8 +623,8 @@ def test_line_layout_uses_exactly_n_device_qubits() -> None:
     circuit = qt_ansatz(7, 2)
     circuit.measure_all()
     isa = device_pass_manager(backend, layout="line", num_qubits=7, seed=0).run(circuit)
-    body, _, order = _final_measurements(isa)
-    assert sorted(_active_qubits(body, order)) == sorted(chain)
+    body, _, order = final_measurements(isa)
+    assert sorted(active_qubits(body, order)) == sorted(chain)
     for inst in isa.data:
         if inst.operation.name != "barrier":
             qargs = tuple(isa.find_bit(q).index for q in inst.qubits)

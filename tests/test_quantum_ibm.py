@@ -12,6 +12,7 @@ import torch
 from qfed_qiskit.circuits import qt_ansatz
 from qfed_qiskit.exceptions import BackendError, CredentialsError, QFedInputError
 from qfed_qiskit.quantum import ibm
+from qfed_qiskit.quantum.devices import fake_backend, fake_backend_names
 from qfed_qiskit.quantum.ibm import (
     RedactingFilter,
     connect_service,
@@ -20,7 +21,6 @@ from qfed_qiskit.quantum.ibm import (
     redact,
     runtime_sampler,
 )
-from qfed_qiskit.quantum.samplers import fake_backend, fake_backend_names
 
 TOKEN = "qfedTESTtoken_" + "x7" * 20 + "_END"  # 58 token characters, never printed
 

@@ -9,7 +9,8 @@ from qiskit.quantum_info import Statevector
 
 from qfed_qiskit.circuits import qt_ansatz
 from qfed_qiskit.exceptions import QFedInputError
-from qfed_qiskit.quantum.samplers import aer_sampler, fake_backend, pub_probabilities
+from qfed_qiskit.quantum.devices import aer_sampler, fake_backend
+from qfed_qiskit.quantum.results import pub_probabilities
 from qfed_qiskit.quantum.transpile import (
     IsaTranspiler,
     final_physical_qubits,

@@ -46,3 +46,18 @@ class QNNEngine(nn.Module, ABC):
     def describe(self) -> dict[str, object]:
         """Short JSON-able description of the engine (name and settings) for logs and summaries."""
         return {"engine": type(self).__name__, "qubits": self.num_qubits}
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+"""The engines' output precisions by name (the ``dtype`` setting)."""
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """``torch.float32`` or ``torch.float64`` for ``"float32"`` / ``"float64"``.
+
+    Raises:
+        QFedInputError: For another name.
+    """
+    if name not in DTYPES:
+        raise QFedInputError(f"dtype={name!r} (expected one of {', '.join(DTYPES)})")
+    return DTYPES[name]

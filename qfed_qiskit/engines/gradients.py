@@ -18,7 +18,7 @@ from qiskit_machine_learning.gradients import (
 )
 
 from qfed_qiskit.exceptions import BackendError, QFedInputError
-from qfed_qiskit.quantum.samplers import pub_probabilities
+from qfed_qiskit.quantum.results import pub_probabilities
 
 GRADIENT_METHODS = ("batched-param-shift", "param-shift", "spsa")
 """Names accepted by :func:`make_sampler_gradient`."""

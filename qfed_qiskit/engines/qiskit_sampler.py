@@ -17,12 +17,9 @@ from qfed_qiskit.engines.gradients import (
     make_sampler_gradient,
 )
 from qfed_qiskit.exceptions import QFedInputError
-from qfed_qiskit.quantum.samplers import (
-    JobRecorder,
-    ManagedSampler,
-    aer_sampler,
-    sampler_description,
-)
+from qfed_qiskit.quantum.devices import aer_sampler
+from qfed_qiskit.quantum.managed import JobRecorder, ManagedSampler, sampler_description
+from qfed_qiskit.quantum.results import check_shots
 from qfed_qiskit.quantum.transpile import IsaTranspiler
 
 logger = logging.getLogger(__name__)
@@ -50,14 +47,6 @@ class _Float64QNNFunction(torch.autograd.Function):
         return grad.to(device=grad_probs.device), None
 
 
-def _check_shots(shots: int | None) -> int | None:
-    if shots is None:
-        return None
-    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 0:
-        raise QFedInputError(f"shots must be None or an integer >= 0, got {shots!r}")
-    return int(shots) or None
-
-
 class QiskitSamplerEngine(QNNEngine):
     """The QNN on a Qiskit V2 sampler: ``SamplerQNN`` wrapped in ``TorchConnector``.
 
@@ -68,7 +57,7 @@ class QiskitSamplerEngine(QNNEngine):
     Qiskit's little-endian order (``SamplerQNN`` reads each measured bitstring as a binary number,
     and ``measure_all`` puts qubit ``q`` in bit ``q``), the order of the exact engine.
 
-    All circuits go through a :class:`~qfed_qiskit.quantum.samplers.ManagedSampler`, which
+    All circuits go through a :class:`~qfed_qiskit.quantum.managed.ManagedSampler`, which
     transpiles each circuit once (with ``pass_manager``), records job ids and passes ``shots``.
     The default gradient, :class:`~qfed_qiskit.engines.gradients.BatchedParamShiftSamplerGradient`,
     makes a training step two jobs: the forward PUB and one gradient PUB.
@@ -79,11 +68,11 @@ class QiskitSamplerEngine(QNNEngine):
     Args:
         circuit: Parameterised circuit without measurements (e.g.
             :func:`~qfed_qiskit.circuits.qt_ansatz`).
-        sampler: A V2 sampler; default :func:`~qfed_qiskit.quantum.samplers.aer_sampler` (ideal)
+        sampler: A V2 sampler; default :func:`~qfed_qiskit.quantum.devices.aer_sampler` (ideal)
             with ``shots`` and ``seed``.
         shots: Shots per parameter set, passed to every ``run``; ``None`` or ``0`` for exact
             probabilities, which needs an exact sampler such as
-            :class:`~qfed_qiskit.quantum.samplers.ExactAerSampler`.
+            :class:`~qfed_qiskit.quantum.exact_aer.ExactAerSampler`.
         gradient: ``"batched-param-shift"`` (default), ``"param-shift"`` (stock) or ``"spsa"``.
         pass_manager: Pass manager to produce ISA circuits for device-like backends (applied once
             per circuit), e.g. :func:`~qfed_qiskit.quantum.transpile.preset_pass_manager`.
@@ -128,7 +117,7 @@ class QiskitSamplerEngine(QNNEngine):
             raise QFedInputError("circuit must have no measurements; the engine adds measure_all")
         if circuit.num_parameters == 0:
             raise QFedInputError("circuit has no parameters")
-        exact_shots = _check_shots(shots)
+        exact_shots = check_shots(shots)
         if sampler is None:
             sampler = aer_sampler(shots=exact_shots, seed=seed)
         exact_sampler = bool(getattr(sampler, "is_exact", False))

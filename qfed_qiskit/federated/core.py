@@ -429,6 +429,14 @@ class ClientFn(Protocol):
 # --------------------------------------------------------------------------------------------
 
 
+def clients_per_round(num_clients: int, *, fraction: float, min_clients: int) -> int:
+    """How many clients a round samples: ``max(min_clients, int(fraction * num_clients))``,
+    at least 1 and at most all (all when ``fraction >= 1``)."""
+    if fraction >= 1.0:
+        return num_clients
+    return min(num_clients, max(1, min_clients, int(fraction * num_clients)))
+
+
 def sample_clients(
     num_clients: int,
     *,
@@ -445,7 +453,7 @@ def sample_clients(
     """
     if fraction >= 1.0:
         return list(range(num_clients))
-    k = min(num_clients, max(1, min_clients, int(fraction * num_clients)))
+    k = clients_per_round(num_clients, fraction=fraction, min_clients=min_clients)
     rng = np.random.default_rng(derive_seed(seed, SEED_SAMPLING, server_round))
     return sorted(int(c) for c in rng.choice(num_clients, size=k, replace=False))
 

@@ -146,6 +146,7 @@ class EmbeddedTransport:
 
     name = "embedded"
     timeout_scope = "client"
+    concurrent = False
 
     def __init__(
         self,

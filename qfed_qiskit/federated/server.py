@@ -150,18 +150,24 @@ class _Loop:
         ]
         waiting = {t.client_id for t in tasks}
         self.cb.on_message(f"round {rnd}/{self.config.rounds}: clients {sorted(waiting)} training")
+        fatal: FitReply | None = None
         for reply in self.transport.fit(tasks, timeout=self.config.round_timeout):
             if reply.client_id not in waiting:
                 logger.warning("round %d: unexpected reply for client %d", rnd, reply.client_id)
                 continue
             waiting.discard(reply.client_id)
             if reply.fatal:
-                hint = RESUME_HINT.format(out=self.run_dir.path)
-                raise BackendError(f"round {rnd}, client {reply.client_id}: {reply.error}; {hint}")
+                fatal = fatal or reply
+                if not self.transport.concurrent:
+                    break
+                continue
             replies[reply.client_id] = reply
             save_partial_round(
                 self.run_dir.path, server_round=rnd, fingerprint=self.fingerprint, replies=replies
             )
+        if fatal is not None:
+            hint = RESUME_HINT.format(out=self.run_dir.path)
+            raise BackendError(f"round {rnd}, client {fatal.client_id}: {fatal.error}; {hint}")
         timeout = self.config.round_timeout
         for cid in sorted(waiting):
             reason = f"timed out after {timeout:g} s" if timeout else "no reply"

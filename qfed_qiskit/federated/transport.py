@@ -65,6 +65,11 @@ class Transport(Protocol):
     timeout_scope: str
     """What ``round_timeout`` bounds, for messages: ``"client"`` or ``"round"``."""
 
+    concurrent: bool
+    """Whether the tasks of a round run side by side. After a fatal reply the loop still collects
+    the replies of a concurrent transport (that work is under way, maybe paid for) and stops
+    iterating a sequential one (its remaining clients have not started)."""
+
     def fit(self, tasks: Sequence[FitTask], *, timeout: float | None) -> Iterator[FitReply]:
         """Send ``tasks`` and yield one reply per task that answered within ``timeout`` seconds.
 

@@ -31,6 +31,20 @@ GAMMA = 0.3
 _TINY = 1e-12  # keeps d/dx x**0.3 finite where a probability underflows to exactly 0
 
 
+def target_sizing(*, chunk_size: int = 1, blocks: int = 16, activation: str = "none") -> QTSizing:
+    """The sizing of a QT model that generates the paper's :class:`TargetCNN`."""
+    target = count_parameters(TargetCNN(activation=activation))
+    return qt_sizing(target_params=target, chunk_size=chunk_size, blocks=blocks)
+
+
+def target_circuit(
+    *, chunk_size: int = 1, blocks: int = 16, activation: str = "none"
+) -> QuantumCircuit:
+    """The QT circuit of a model that generates the paper's :class:`TargetCNN`."""
+    sizing = target_sizing(chunk_size=chunk_size, blocks=blocks, activation=activation)
+    return qt_ansatz(sizing.num_qubits, blocks)
+
+
 def beta_scaling(probs: torch.Tensor, num_qubits: int) -> torch.Tensor:
     """The reference post-processing of probabilities, mean-centred.
 

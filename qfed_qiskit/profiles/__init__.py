@@ -1,16 +1,19 @@
-"""Backend and noise-model profiles (TOML): schema, loader, noise models and engine factories."""
+"""Backend and noise-model profiles (TOML): schema, loader, noise models, engine factories and
+what a run costs on each backend."""
 
-from qfed_qiskit.profiles.factory import (
-    DENSITY_MATRIX_MAX_QUBITS,
-    ProfileEngineFactory,
+from qfed_qiskit.profiles.cost import (
     check_budget,
     circuits_per_step,
     describe_backend,
-    engine_factory_for,
     estimate_cost,
     format_cost,
     gradient_evaluations,
     training_steps,
+)
+from qfed_qiskit.profiles.factory import (
+    DENSITY_MATRIX_MAX_QUBITS,
+    ProfileEngineFactory,
+    engine_factory_for,
 )
 from qfed_qiskit.profiles.loader import (
     ProfileWarning,

@@ -1,18 +1,17 @@
-"""Engine factories, circuit statistics and cost estimates for backend profiles."""
+"""Engine factories of backend profiles: the QNN engine each profile builds for a circuit."""
 
 from __future__ import annotations
 
 import atexit
 import logging
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qfed_qiskit.exceptions import CredentialsError, QFedInputError
-from qfed_qiskit.profiles.loader import load_backend_profile
+from qfed_qiskit.exceptions import QFedInputError
+from qfed_qiskit.profiles.cost import as_profile, is_fake
 from qfed_qiskit.profiles.noise import aer_noise_model, depolarizing_noise, noise_backend
 from qfed_qiskit.profiles.schema import LEAST_BUSY, BackendProfile
 
@@ -27,47 +26,6 @@ logger = logging.getLogger(__name__)
 DENSITY_MATRIX_MAX_QUBITS = 10
 """Largest circuit the ``density-matrix`` kind accepts (a 10-qubit density matrix is 8 MiB in
 float32, and autograd keeps about one per gate)."""
-
-FASHION_MNIST_TRAIN = 60_000
-"""Training images assumed by :func:`estimate_cost`."""
-
-JOBS_PER_STEP = 2
-"""Sampler jobs per training step: the forward PUB and one gradient job."""
-
-
-def _as_profile(profile: BackendProfile | str | Path) -> BackendProfile:
-    return profile if isinstance(profile, BackendProfile) else load_backend_profile(profile)
-
-
-def _is_fake(device: str | None) -> bool:
-    return device is not None and device.strip().lower().startswith("fake")
-
-
-def _torch_dtype(name: str) -> Any:
-    import torch
-
-    dtypes = {"float32": torch.float32, "float64": torch.float64}
-    if name not in dtypes:
-        raise QFedInputError(f"dtype must be one of {', '.join(dtypes)}, got {name!r}")
-    return dtypes[name]
-
-
-def qt_num_qubits(config: TrainConfig) -> int:
-    """Qubits of the QT circuit that ``config`` builds (paper CNN, ``chunk_size``, ``blocks``)."""
-    from qfed_qiskit.circuits import qt_sizing
-    from qfed_qiskit.models.cnn import TargetCNN, count_parameters
-
-    target = count_parameters(TargetCNN(activation=config.activation))
-    return qt_sizing(
-        target_params=target, chunk_size=config.chunk_size, blocks=config.blocks
-    ).num_qubits
-
-
-def qt_circuit(config: TrainConfig) -> QuantumCircuit:
-    """The QT circuit that ``config`` builds."""
-    from qfed_qiskit.circuits import qt_ansatz
-
-    return qt_ansatz(qt_num_qubits(config), config.blocks)
 
 
 def _check_density_qubits(num_qubits: int, profile: BackendProfile) -> None:
@@ -128,7 +86,9 @@ class ProfileEngineFactory:
             )
         self.profile = profile
         self.dtype = dtype
-        self._torch_dtype = _torch_dtype(dtype)
+        from qfed_qiskit.engines.base import torch_dtype
+
+        self._torch_dtype = torch_dtype(dtype)
         self.seed = profile.seed if profile.seed is not None else seed
         self.job_ids: list[str] = []
         self._service = service
@@ -136,7 +96,7 @@ class ProfileEngineFactory:
         self._shared: _Shared | None = None
         self._closers: list[Callable[[], None]] = []
         self._engines = 0
-        if profile.kind == "ibm-runtime" and not _is_fake(profile.device) and service is None:
+        if profile.kind == "ibm-runtime" and not is_fake(profile.device) and service is None:
             from qfed_qiskit.quantum.ibm import connect_service, credentials_source
 
             credentials_source()  # fails fast, without network, when there is no account
@@ -195,7 +155,7 @@ class ProfileEngineFactory:
 
         Built once per circuit width (the ``line`` layout depends on it), then reused.
         """
-        from qfed_qiskit.profiles.passes import device_pass_manager
+        from qfed_qiskit.quantum.layout import device_pass_manager
 
         shared = self.shared(num_qubits)
         if shared.backend is None:
@@ -214,7 +174,7 @@ class ProfileEngineFactory:
             return manager
 
     def _build_shared(self, num_qubits: int) -> _Shared:
-        from qfed_qiskit.quantum.samplers import aer_sampler, fake_backend, fake_device_sampler
+        from qfed_qiskit.quantum.devices import aer_sampler, fake_backend, fake_device_sampler
 
         profile = self.profile
         shots = profile.shots or None
@@ -321,266 +281,19 @@ def engine_factory_for(
         QFedInputError: A circuit too large for the density-matrix engine.
         CredentialsError: ``ibm-runtime`` on hardware without IBM credentials.
     """
-    profile = _as_profile(name_or_path)
+    profile = as_profile(name_or_path)
     if profile.kind == "statevector":
         return None
     if config is not None and profile.kind == "density-matrix":
-        _check_density_qubits(qt_num_qubits(config), profile)
+        from qfed_qiskit.models.quantum_train import target_sizing
+
+        sizing = target_sizing(
+            chunk_size=config.chunk_size, blocks=config.blocks, activation=config.activation
+        )
+        _check_density_qubits(sizing.num_qubits, profile)
     return ProfileEngineFactory(
         profile,
         dtype=config.dtype if config is not None else "float32",
         seed=config.seed if config is not None else None,
         service=service,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# What a step submits
-# --------------------------------------------------------------------------------------------
-
-
-def _measured(circuit: QuantumCircuit) -> QuantumCircuit:
-    measured = circuit.copy()
-    if not measured.num_clbits:
-        measured.measure_all()
-    return measured
-
-
-def gradient_evaluations(profile: BackendProfile, circuit: QuantumCircuit) -> int:
-    """Parameter sets (circuits) one gradient of ``circuit`` submits with the profile's gradient.
-
-    ``batched-param-shift``: the shift rule rows of every gate angle (2 per ``U`` angle and per
-    ``CU`` phase, 4 per ``CU`` θ) in one PUB; ``param-shift``: 2 per angle after the stock
-    translation into Pauli rotations; ``spsa``: 2 per direction.
-    """
-    if not profile.uses_sampler:
-        return 0
-    if profile.gradient == "spsa":
-        return 2 * profile.spsa_batch
-    measured = _measured(circuit)
-    if profile.gradient == "batched-param-shift":
-        from qfed_qiskit.engines.gradients import build_shift_plan
-
-        plan = build_shift_plan(measured)
-        return plan.rows_for(range(len(plan.slot_expr)))
-    import numpy as np
-    from qiskit.primitives import StatevectorSampler
-    from qiskit_machine_learning.gradients import ParamShiftSamplerGradient
-
-    stock = ParamShiftSamplerGradient(sampler=StatevectorSampler())
-    _, _, g_params = stock._preprocess(
-        [measured],
-        [list(np.zeros(measured.num_parameters))],
-        [list(measured.parameters)],
-        ParamShiftSamplerGradient.SUPPORTED_GATES,
-    )
-    return 2 * len(g_params[0])
-
-
-def circuits_per_step(profile: BackendProfile | str | Path, circuit: QuantumCircuit) -> int:
-    """Circuits (parameter sets) one training step submits: 1 forward + the gradient's.
-
-    Zero for the torch engines (``statevector``, ``density-matrix``), which submit nothing.
-    """
-    prof = _as_profile(profile)
-    if not prof.uses_sampler:
-        return 0
-    return 1 + gradient_evaluations(prof, circuit)
-
-
-def _device_for_stats(profile: BackendProfile, num_qubits: int, service: Any | None) -> Any | None:
-    """The device whose ISA circuits run (None for ibm-runtime without credentials)."""
-    if profile.kind == "aer":
-        return noise_backend(profile.noise_profile)
-    from qfed_qiskit.quantum.samplers import fake_backend
-
-    if _is_fake(profile.device):
-        assert profile.device is not None
-        return fake_backend(profile.device)
-    from qfed_qiskit.quantum.ibm import connect_service, credentials_source
-
-    if service is None:
-        try:
-            credentials_source()
-        except CredentialsError:
-            logger.info("no IBM credentials: ISA statistics of %s not available", profile.name)
-            return None
-        service = connect_service()
-    if profile.device in (None, LEAST_BUSY):
-        return service.least_busy(min_num_qubits=num_qubits, operational=True, simulator=False)
-    return service.backend(profile.device)
-
-
-def describe_backend(
-    profile: BackendProfile | str | Path,
-    circuit: QuantumCircuit,
-    *,
-    seed: int | None = None,
-    service: Any | None = None,
-) -> dict[str, Any]:
-    """What ``qfed-qiskit inspect --backend`` adds: circuit size on the backend and step cost.
-
-    Args:
-        profile: A profile, or its name or path.
-        circuit: The logical QT circuit (no measurements).
-        seed: Transpiler seed when the profile sets none.
-        service: A ``QiskitRuntimeService`` for ``ibm-runtime`` (default: connect if credentials
-            exist; without them the ISA keys are None).
-
-    Returns:
-        ``backend``, ``backend_kind``, ``exact``, ``shots`` (per circuit, 0 when exact),
-        ``gradient`` (None for the torch engines), ``isa_depth`` and ``isa_two_qubit_gates`` (of
-        the circuit the backend runs: the logical circuit, or the device ISA circuit transpiled
-        with the profile's optimization level), ``circuits_per_step`` (0 for the torch engines)
-        and ``shots_per_step`` (``circuits_per_step * shots``; 0 when exact).
-    """
-    from qfed_qiskit.profiles.passes import device_pass_manager
-    from qfed_qiskit.quantum.transpile import isa_stats
-
-    prof = _as_profile(profile)
-    isa_depth: int | None
-    isa_two: int | None
-    if prof.device_like:
-        device = _device_for_stats(prof, circuit.num_qubits, service)
-        if device is None:
-            isa_depth = isa_two = None
-        else:
-            manager = device_pass_manager(
-                device,
-                optimization_level=prof.optimization_level,
-                seed=prof.seed if prof.seed is not None else seed,
-                layout=prof.layout,
-                num_qubits=circuit.num_qubits,
-            )
-            stats = isa_stats(manager.run(_measured(circuit)))
-            isa_depth, isa_two = stats.depth, stats.two_qubit_gates
-    else:
-        stats = isa_stats(circuit)
-        isa_depth, isa_two = stats.depth, stats.two_qubit_gates
-    circuits = circuits_per_step(prof, circuit)
-    shots = prof.shots if prof.uses_sampler else 0
-    return {
-        "backend": prof.name,
-        "backend_kind": prof.kind,
-        "exact": prof.exact,
-        "shots": shots,
-        "gradient": prof.gradient if prof.uses_sampler else None,
-        "isa_depth": isa_depth,
-        "isa_two_qubit_gates": isa_two,
-        "circuits_per_step": circuits,
-        "shots_per_step": circuits * shots,
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Cost of a run
-# --------------------------------------------------------------------------------------------
-
-
-def training_steps(config: TrainConfig, *, train_size: int = FASHION_MNIST_TRAIN) -> int:
-    """Optimizer steps of a run (centralized epochs, or federated rounds x clients x epochs).
-
-    Federated shards are taken as equal (``ceil(train_size / clients)``), and each round trains
-    the clients :func:`~qfed_qiskit.federated.core.sample_clients` would pick.
-    """
-
-    def per_epoch(samples: int) -> int:
-        steps = -(-samples // config.batch_size)
-        if config.max_steps_per_epoch is not None:
-            steps = min(steps, config.max_steps_per_epoch)
-        return steps
-
-    if not config.federated:
-        return config.epochs * per_epoch(train_size)
-    clients = config.clients
-    if config.fraction_fit >= 1.0:
-        per_round = clients
-    else:
-        per_round = min(clients, max(1, config.min_clients, int(config.fraction_fit * clients)))
-    shard = math.ceil(train_size / clients)
-    return config.rounds * per_round * config.local_epochs * per_epoch(shard)
-
-
-def estimate_cost(
-    profile: BackendProfile | str | Path,
-    circuit: QuantumCircuit | None,
-    config: TrainConfig,
-    *,
-    train_size: int = FASHION_MNIST_TRAIN,
-) -> dict[str, Any]:
-    """Circuits, shots and jobs a training run submits on a backend (before running it).
-
-    A step submits :func:`circuits_per_step` circuits in :data:`JOBS_PER_STEP` jobs; each
-    evaluation (one per epoch, or per federated round) runs the forward circuit once.
-
-    Args:
-        profile: A profile, or its name or path.
-        circuit: The QT circuit (None: built from ``config``).
-        config: The run's config (epochs or rounds, clients, batch size, step cap).
-        train_size: Training images (FashionMNIST: 60,000).
-
-    Returns:
-        ``backend``, ``kind``, ``circuits_per_step``, ``shots_per_step``, ``steps``,
-        ``evaluations``, ``total_circuits``, ``total_shots``, ``total_jobs``,
-        ``max_shots_budget`` (None unless ``ibm-runtime``) and ``needs_confirmation`` (an IBM
-        hardware run whose shots exceed the budget, or with no budget set).
-    """
-    prof = _as_profile(profile)
-    qt = config.model == "qt"
-    per_step = 0
-    if qt and prof.uses_sampler:
-        per_step = circuits_per_step(prof, circuit if circuit is not None else qt_circuit(config))
-    shots = prof.shots if prof.uses_sampler else 0
-    steps = training_steps(config, train_size=train_size)
-    evaluations = config.rounds if config.federated else config.epochs
-    forward = 1 if per_step else 0
-    total_circuits = steps * per_step + evaluations * forward
-    total_shots = total_circuits * shots
-    hardware = prof.kind == "ibm-runtime" and not _is_fake(prof.device)
-    budget = prof.max_shots_budget if prof.kind == "ibm-runtime" else None
-    needs = hardware and qt and (budget is None or total_shots > budget)
-    return {
-        "backend": prof.name,
-        "kind": prof.kind,
-        "circuits_per_step": per_step,
-        "shots_per_step": per_step * shots,
-        "steps": steps,
-        "evaluations": evaluations,
-        "total_circuits": total_circuits,
-        "total_shots": total_shots,
-        "total_jobs": (steps * JOBS_PER_STEP + evaluations) if per_step else 0,
-        "max_shots_budget": budget,
-        "needs_confirmation": needs,
-    }
-
-
-def format_cost(cost: dict[str, Any]) -> str:
-    """One line for the CLI: circuits and shots per step, and the run's totals and budget."""
-    budget = cost.get("max_shots_budget")
-    limit = "no budget set" if budget is None else f"budget {budget:,} shots"
-    return (
-        f"{cost['backend']}: {cost['circuits_per_step']:,} circuits, "
-        f"{cost['shots_per_step']:,} shots per step; {cost['steps']:,} steps + "
-        f"{cost['evaluations']:,} evaluations = {cost['total_circuits']:,} circuits, "
-        f"{cost['total_shots']:,} shots, {cost['total_jobs']:,} jobs in total ({limit})"
-    )
-
-
-def check_budget(cost: dict[str, Any], *, yes: bool) -> None:
-    """Refuse a hardware run over its profile's shot budget unless ``yes`` (the ``--yes`` flag).
-
-    Raises:
-        QFedInputError: If ``cost["needs_confirmation"]`` and not ``yes``.
-    """
-    if not cost.get("needs_confirmation") or yes:
-        return
-    budget = cost.get("max_shots_budget")
-    over = (
-        "the profile sets no max-shots-budget"
-        if budget is None
-        else f"over the profile's max-shots-budget of {budget:,}"
-    )
-    raise QFedInputError(
-        f"this run submits {cost['total_shots']:,} shots to IBM hardware ({over}); "
-        "pass --yes to run it"
     )

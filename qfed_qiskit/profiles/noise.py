@@ -38,7 +38,7 @@ def noise_backend(profile: NoiseProfile | None) -> Any | None:
     """The fake device of a ``from-backend`` profile (None for other kinds or no profile)."""
     if profile is None or profile.kind != "from-backend" or profile.backend is None:
         return None
-    from qfed_qiskit.quantum.samplers import fake_backend
+    from qfed_qiskit.quantum.devices import fake_backend
 
     return fake_backend(profile.backend)
 
@@ -65,7 +65,7 @@ def aer_noise_model(profile: NoiseProfile | None, *, backend: Any | None = None)
         noise = depolarizing_noise(profile)
         assert noise is not None
         return noise.to_aer_noise_model()
-    from qfed_qiskit.quantum.samplers import noise_model_from_backend
+    from qfed_qiskit.quantum.devices import noise_model_from_backend
 
     device = backend if backend is not None else noise_backend(profile)
     return noise_model_from_backend(device)

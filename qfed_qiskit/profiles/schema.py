@@ -24,13 +24,13 @@ GRADIENTS = ("batched-param-shift", "param-shift", "spsa")
 """Sampler gradients (same names as :data:`qfed_qiskit.engines.gradients.GRADIENT_METHODS`)."""
 
 AER_METHODS = ("automatic", "statevector", "density_matrix")
-"""Aer simulation methods (as :data:`qfed_qiskit.quantum.samplers.AER_METHODS`)."""
+"""Aer simulation methods (as :data:`qfed_qiskit.quantum.exact_aer.AER_METHODS`)."""
 
 RUNTIME_MODES = ("job", "batch", "session")
 """Qiskit Runtime execution modes (as :data:`qfed_qiskit.quantum.ibm.RUNTIME_MODES`)."""
 
 LAYOUTS = ("auto", "line")
-"""Qubit placement on a device (as :data:`qfed_qiskit.profiles.passes.LAYOUTS`): Qiskit's own
+"""Qubit placement on a device (as :data:`qfed_qiskit.quantum.layout.LAYOUTS`): Qiskit's own
 layout and routing, or a chain of ``n`` coupled qubits routed on that chain only."""
 
 LEAST_BUSY = "least-busy"

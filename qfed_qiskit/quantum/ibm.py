@@ -229,7 +229,7 @@ def runtime_sampler(
         raise QFedInputError(f"IBM Runtime needs shots >= 1, got {shots!r}")
     local = backend_name.strip().lower().startswith("fake")
     if local:
-        from qfed_qiskit.quantum.samplers import fake_backend
+        from qfed_qiskit.quantum.devices import fake_backend
 
         backend = fake_backend(backend_name)
     else:

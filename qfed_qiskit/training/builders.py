@@ -14,22 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from qfed_qiskit.config import DEFAULT_BACKEND, DTYPES, TrainConfig
-from qfed_qiskit.exceptions import QFedInputError
+from qfed_qiskit.config import DEFAULT_BACKEND, TrainConfig
+from qfed_qiskit.engines.base import torch_dtype
 from qfed_qiskit.models.cnn import TargetCNN
 from qfed_qiskit.models.quantum_train import EngineFactory, QuantumTrainModel
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    """``torch.float32`` or ``torch.float64`` for ``"float32"`` / ``"float64"``.
-
-    Raises:
-        QFedInputError: For another name.
-    """
-    if name not in DTYPES:
-        raise QFedInputError(f"dtype={name!r} (expected one of {', '.join(DTYPES)})")
-    dtype: torch.dtype = getattr(torch, name)
-    return dtype
 
 
 def seed_all(seed: int) -> None:

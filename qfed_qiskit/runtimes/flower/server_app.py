@@ -160,6 +160,7 @@ class FlowerTransport:
 
     name = "flower"
     timeout_scope = "round"
+    concurrent = True
 
     def __init__(self, grid: Grid, nodes: dict[int, int], *, poll_s: float = POLL_S) -> None:
         self.grid = grid
