@@ -208,6 +208,13 @@ class TrainConfig:
         return self.lr if self.lr is not None else PAPER_LR[self.model]
 
     @property
+    def clients_per_round(self) -> int:
+        """How many clients each federated round samples (see :func:`clients_per_round`)."""
+        return clients_per_round(
+            self.clients, fraction=self.fraction_fit, min_clients=self.min_clients
+        )
+
+    @property
     def federated(self) -> bool:
         """Whether this is a federated run (more than one client)."""
         return self.clients > 1
@@ -268,6 +275,14 @@ def cross_field_problems(values: Mapping[str, Any]) -> list[str]:
     if values["dp_noise"] > 0 and values["dp_clip"] is None:
         problems.append(f"dp_noise={values['dp_noise']} needs dp_clip (the clipping norm C)")
     return problems
+
+
+def clients_per_round(num_clients: int, *, fraction: float, min_clients: int) -> int:
+    """How many clients a round samples: ``max(min_clients, int(fraction * num_clients))``,
+    at least 1 and at most all (all when ``fraction >= 1``)."""
+    if fraction >= 1.0:
+        return num_clients
+    return min(num_clients, max(1, min_clients, int(fraction * num_clients)))
 
 
 def normalise_keys(values: Mapping[str, Any]) -> dict[str, Any]:

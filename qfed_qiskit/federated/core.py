@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from qfed_qiskit.config import TrainConfig
+from qfed_qiskit.config import TrainConfig, clients_per_round
 from qfed_qiskit.exceptions import QFedError, QFedInputError
 from qfed_qiskit.training.builders import build_optimizer, build_scheduler
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
@@ -427,14 +427,6 @@ class ClientFn(Protocol):
 # --------------------------------------------------------------------------------------------
 # Server side
 # --------------------------------------------------------------------------------------------
-
-
-def clients_per_round(num_clients: int, *, fraction: float, min_clients: int) -> int:
-    """How many clients a round samples: ``max(min_clients, int(fraction * num_clients))``,
-    at least 1 and at most all (all when ``fraction >= 1``)."""
-    if fraction >= 1.0:
-        return num_clients
-    return min(num_clients, max(1, min_clients, int(fraction * num_clients)))
 
 
 def sample_clients(

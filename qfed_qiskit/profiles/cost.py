@@ -186,7 +186,6 @@ def training_steps(config: TrainConfig, *, train_size: int = FASHION_MNIST_TRAIN
     the clients :func:`~qfed_qiskit.federated.core.sample_clients` would pick.
     """
 
-    from qfed_qiskit.federated.core import clients_per_round
     from qfed_qiskit.training.loop import steps_per_epoch
 
     def per_epoch(samples: int) -> int:
@@ -194,9 +193,7 @@ def training_steps(config: TrainConfig, *, train_size: int = FASHION_MNIST_TRAIN
 
     if not config.federated:
         return config.epochs * per_epoch(train_size)
-    per_round = clients_per_round(
-        config.clients, fraction=config.fraction_fit, min_clients=config.min_clients
-    )
+    per_round = config.clients_per_round
     shard = math.ceil(train_size / config.clients)
     return config.rounds * per_round * config.local_epochs * per_epoch(shard)
 
