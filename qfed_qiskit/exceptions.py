@@ -6,6 +6,10 @@ CLI) can catch them in one place. Errors about bad user input also derive from :
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
 
 class QFedError(Exception):
     """Root of all qfed-qiskit errors."""
@@ -41,3 +45,16 @@ class CredentialsError(BackendError):
 
 class MissingOptionalDependencyError(QFedError, ImportError):
     """An optional dependency is needed for the requested feature and is not installed."""
+
+
+def find_cause(exc: BaseException, kind: type[E]) -> E | None:
+    """``exc`` or the first exception of type ``kind`` it was raised from (``__cause__``, then
+    ``__context__``); libraries such as qiskit-machine-learning wrap the errors they see."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from qfed_qiskit.exceptions import QFedError, QFedInputError
+from qfed_qiskit.exceptions import QFedError, QFedInputError, find_cause
 
 EXIT_ERROR = 1
 EXIT_INPUT = 2
@@ -34,3 +34,9 @@ def handle_errors() -> Iterator[None]:
         raise fail(str(exc).replace("\n", " "), EXIT_ERROR) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
+    except Exception as exc:  # one of ours, wrapped by a library (qiskit-machine-learning, torch)
+        ours = find_cause(exc, QFedError)
+        if ours is None:
+            raise
+        code = EXIT_INPUT if isinstance(ours, QFedInputError) else EXIT_ERROR
+        raise fail(str(ours).replace("\n", " "), code) from None

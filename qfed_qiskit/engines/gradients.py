@@ -303,6 +303,8 @@ class BatchedParamShiftSamplerGradient(BaseSamplerGradient):
             job = self._sampler.run(pubs) if shots is None else self._sampler.run(pubs, shots=shots)
             try:
                 results = job.result()
+            except BackendError:
+                raise
             except Exception as exc:
                 raise BackendError(f"gradient sampler job failed: {exc}") from exc
         probabilities = [pub_probabilities(results[i]) for i in range(len(pubs))]

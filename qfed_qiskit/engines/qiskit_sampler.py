@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,13 @@ from qfed_qiskit.engines.gradients import (
 )
 from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.quantum.devices import aer_sampler
-from qfed_qiskit.quantum.managed import JobRecorder, ManagedSampler, sampler_description
+from qfed_qiskit.quantum.journal import JobJournal
+from qfed_qiskit.quantum.managed import (
+    JobRecorder,
+    ManagedSampler,
+    RetryPolicy,
+    sampler_description,
+)
 from qfed_qiskit.quantum.results import check_shots
 from qfed_qiskit.quantum.transpile import IsaTranspiler
 
@@ -81,6 +88,10 @@ class QiskitSamplerEngine(QNNEngine):
         spsa_epsilon: SPSA perturbation size.
         record_jobs: A list to append job ids to, or a callable taking each id.
         dtype: ``torch.float32`` (``TorchConnector``) or ``torch.float64``.
+        journal: Keeps results by content so that repeated work is not submitted again.
+        retry: How failed jobs are retried (default: 2 retries, 2 s then 8 s apart).
+        reconnect: Returns a working sampler in place of one whose session or batch closed.
+        retrieve: Fetches a job by id (jobs submitted before a restart).
 
     Raises:
         QFedInputError: For bad settings, or exact ``shots`` with a shot-based sampler.
@@ -104,6 +115,10 @@ class QiskitSamplerEngine(QNNEngine):
         spsa_epsilon: float = 0.01,
         record_jobs: JobRecorder | None = None,
         dtype: torch.dtype = torch.float32,
+        journal: JobJournal | None = None,
+        retry: RetryPolicy | None = None,
+        reconnect: Callable[[Any], Any] | None = None,
+        retrieve: Callable[[str], Any] | None = None,
     ) -> None:
         super().__init__()
         from qiskit_machine_learning.connectors import TorchConnector
@@ -138,7 +153,14 @@ class QiskitSamplerEngine(QNNEngine):
         self.measured_circuit = measured
         transpiler = IsaTranspiler(pass_manager=pass_manager) if pass_manager is not None else None
         managed = ManagedSampler(
-            sampler, shots=exact_shots, transpiler=transpiler, record_jobs=record_jobs
+            sampler,
+            shots=exact_shots,
+            transpiler=transpiler,
+            record_jobs=record_jobs,
+            journal=journal,
+            retry=retry,
+            reconnect=reconnect,
+            retrieve=retrieve,
         )
         grad = make_sampler_gradient(
             gradient,

@@ -18,7 +18,7 @@ from qfed_qiskit.config import TrainConfig, build_config, flatten_train_table
 from qfed_qiskit.exceptions import ConfigError, QFedInputError
 from qfed_qiskit.federated.core import Arrays, ClientState, ClientUpdate
 from qfed_qiskit.federated.transport import FitReply
-from qfed_qiskit.training.outputs import atomic_write_bytes
+from qfed_qiskit.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from qfed_qiskit.config import TrainConfig
-from qfed_qiskit.exceptions import BackendUnavailableError
+from qfed_qiskit.exceptions import BackendUnavailableError, find_cause
 from qfed_qiskit.federated.core import (
     ClientFn,
     ClientState,
@@ -42,6 +42,7 @@ from qfed_qiskit.training.builders import (
     close_engine_factory,
     engine_job_ids,
     seed_all,
+    use_job_journal,
 )
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
 from qfed_qiskit.training.outputs import RunDirectory
@@ -108,8 +109,9 @@ def run_client(
         exc = box["error"]
         if not isinstance(exc, Exception):
             raise exc
-        if isinstance(exc, BackendUnavailableError):
-            return FitReply(client_id, error=str(exc), fatal=True), False
+        unavailable = find_cause(exc, BackendUnavailableError)
+        if unavailable is not None:
+            return FitReply(client_id, error=str(unavailable), fatal=True), False
         return FitReply(client_id, error=f"raised {type(exc).__name__}: {exc}"), False
     update, state = box["result"]
     return FitReply(client_id, update=update, state=state), False
@@ -234,6 +236,7 @@ def run_federated(
     Raises:
         QFedInputError: On contradictory settings, or a missing or mismatched checkpoint.
     """
+    use_job_journal(engine_factory, run_dir.jobs)
     seed_all(config.seed)
     model = build_model(config, engine_factory=engine_factory)
     shards = partition_dataset(train, config)

@@ -31,7 +31,6 @@ from qfed_qiskit.exceptions import BackendError, QFedInputError
 from qfed_qiskit.federated.checkpoint import (
     Checkpoint,
     capture_rng_state,
-    checkpoint_path,
     clear_partial_round,
     load_checkpoint,
     load_partial_round,
@@ -125,6 +124,7 @@ class _Loop:
             ),
         )
         clear_partial_round(self.run_dir.path)
+        self.run_dir.clear_jobs()  # the work of the round is in the checkpoint now
 
     def wall_time(self) -> float:
         return float(self.history[-1]["run_time_s"]) if self.history else self.prior_wall
@@ -265,8 +265,10 @@ def run_server_loop(
     ``accepted``, ``client_lr`` (their learning rates after the round), ``clients_ok``,
     ``rejected`` = ``[{"client", "reason"}]``, ``clients_rejected``, ``bytes_down``, ``bytes_up``,
     ``steps``, ``wall_time_s``, ``run_time_s`` and, for backends that submit jobs, ``job_ids``), a
-    checkpoint after every round (``checkpoint.pt``), the replies of the round in progress
-    (``round-partial.pt``), and at the end ``summary.json``, ``model.pt`` and ``cnn.pt``.
+    checkpoint before round 1 and after every round (``checkpoint.pt``), the replies of the round
+    in progress (``round-partial.pt``), and at the end ``summary.json``, ``model.pt`` and
+    ``cnn.pt``. The job journal of the round in progress (``jobs/``, written by the engines) is emptied with
+    every checkpoint.
 
     Args:
         config: Run settings (``clients > 1``).
@@ -340,9 +342,8 @@ def _run(
         if ckpt.round > config.rounds:
             logger.warning("checkpoint is at round %d > rounds=%d", ckpt.round, config.rounds)
     else:
-        checkpoint_path(run_dir.path).unlink(missing_ok=True)
-        clear_partial_round(run_dir.path)
         run_dir.reset_metrics()
+        loop.checkpoint()  # round 0: a run that dies in its first round can be resumed too
     cb.on_message(
         f"federated ({transport.name}): {config.clients} clients, shards {list(shard_sizes)}, "
         f"{len(loop.global_arrays)} arrays, {serialized_size(loop.global_arrays):,} bytes per model"
@@ -383,4 +384,5 @@ def _run(
         summary["job_ids"] = job_ids
     summary.update(summary_extra)
     run_dir.write_summary(summary)
+    run_dir.clear_jobs()  # the outputs' own forward passes (cnn.pt) need no journal either
     return summary

@@ -14,12 +14,14 @@ from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.profiles.cost import as_profile, is_fake
 from qfed_qiskit.profiles.noise import aer_noise_model, depolarizing_noise, noise_backend
 from qfed_qiskit.profiles.schema import LEAST_BUSY, BackendProfile
+from qfed_qiskit.quantum.managed import RetryPolicy
 
 if TYPE_CHECKING:
     from qiskit.circuit import QuantumCircuit
 
     from qfed_qiskit.config import TrainConfig
     from qfed_qiskit.engines.base import QNNEngine
+    from qfed_qiskit.quantum.journal import JobJournal
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +98,24 @@ class ProfileEngineFactory:
         self._shared: _Shared | None = None
         self._closers: list[Callable[[], None]] = []
         self._engines = 0
+        self.journal: JobJournal | None = None
+        """The run's job journal (see :meth:`use_journal`); engines built later use it."""
         if profile.kind == "ibm-runtime" and not is_fake(profile.device) and service is None:
             from qfed_qiskit.quantum.ibm import connect_service, credentials_source
 
             credentials_source()  # fails fast, without network, when there is no account
             self._service = connect_service()
+
+    def use_journal(self, folder: str | Path) -> None:
+        """Keep sampler results in ``folder`` (``<run>/jobs``), if the profile says to.
+
+        Call it before the engines are built; the federated server clears the journal after each
+        checkpoint. Profiles that submit no jobs (density-matrix) keep none.
+        """
+        if self.profile.uses_sampler and self.profile.journal:
+            from qfed_qiskit.quantum.journal import JobJournal
+
+            self.journal = JobJournal(folder)
 
     @property
     def engines_built(self) -> int:
@@ -135,6 +150,10 @@ class ProfileEngineFactory:
                 spsa_epsilon=profile.spsa_epsilon,
                 record_jobs=self.job_ids,
                 dtype=self._torch_dtype,
+                journal=self.journal,
+                retry=RetryPolicy(retries=profile.retries, backoff_s=profile.retry_backoff),
+                reconnect=self._reconnect if profile.kind == "ibm-runtime" else None,
+                retrieve=self._retrieve_job(),
             )
         self._engines += 1
         return engine
@@ -212,6 +231,40 @@ class ProfileEngineFactory:
                 atexit.register(self.close)
             return _Shared(runtime.sampler, runtime.backend)
         raise QFedInputError(f"backend kind {profile.kind!r} has no sampler")  # pragma: no cover
+
+    def _reconnect(self, failed: Any) -> Any:
+        """A working IBM Runtime sampler after ``failed``'s batch or session closed.
+
+        The first engine to notice opens a new batch/session on the same device; the others get
+        that one.
+        """
+        with self._lock:
+            old = self._shared
+            assert old is not None and old.backend is not None
+            if old.sampler is not failed:
+                return old.sampler
+            self.close()
+            from qfed_qiskit.quantum.ibm import runtime_sampler
+
+            runtime = runtime_sampler(
+                backend_name=str(old.backend.name),
+                mode=self.profile.mode,
+                shots=self.profile.shots,
+                dynamical_decoupling=self.profile.dynamical_decoupling,
+                twirling=self.profile.twirling,
+                service=self._service,
+                seed=self.seed,
+            )
+            self._closers.append(runtime.close)
+            old.sampler = runtime.sampler
+            return runtime.sampler
+
+    def _retrieve_job(self) -> Callable[[str], Any] | None:
+        """``service.job`` on IBM hardware: jobs of a previous process are fetched, not redone."""
+        if self.profile.kind != "ibm-runtime" or self._service is None:
+            return None
+        service: Any = self._service
+        return lambda job_id: service.job(job_id)
 
     def _ibm_backend_name(self, num_qubits: int) -> str:
         device = self.profile.device or LEAST_BUSY

@@ -45,7 +45,16 @@ SAMPLER_KINDS = ("aer", "fake-device", "ibm-runtime")
 DEFAULT_SHOTS = 4096
 
 _COMMON = ("schema", "name", "description", "kind")
-_SAMPLER = ("shots", "gradient", "seed", "spsa_batch", "spsa_epsilon")
+_SAMPLER = (
+    "shots",
+    "gradient",
+    "seed",
+    "spsa_batch",
+    "spsa_epsilon",
+    "retries",
+    "retry_backoff",
+    "journal",
+)
 
 BACKEND_KEYS: dict[str, tuple[str, ...]] = {
     "statevector": _COMMON,
@@ -139,6 +148,11 @@ class BackendProfile:
         twirling: Enable gate and measurement twirling on IBM hardware.
         max_shots_budget: Shots a run may use on IBM hardware without ``--yes``; None: every
             hardware run needs ``--yes``.
+        retries: Further attempts of a failed sampler job (network, queue, closed session)
+            before the run stops with a one-line error (resume it later).
+        retry_backoff: Seconds before the first retry; each later wait is 4x longer.
+        journal: Keep every sampler result of the round in progress in the run folder
+            (``jobs/``), so that a resumed run does not submit it again.
         noise_profile: The resolved :attr:`noise` profile (filled by the loader).
         source: The file the profile was read from (not part of its identity).
     """
@@ -161,6 +175,9 @@ class BackendProfile:
     dynamical_decoupling: bool = False
     twirling: bool = False
     max_shots_budget: int | None = None
+    retries: int = 2
+    retry_backoff: float = 2.0
+    journal: bool = True
     noise_profile: NoiseProfile | None = field(default=None, compare=False, repr=False)
     source: str | None = field(default=None, compare=False)
 
@@ -216,6 +233,9 @@ BACKEND_SPECS: dict[str, v.Rule] = {
     "dynamical_decoupling": v.boolean(),
     "twirling": v.boolean(),
     "max_shots_budget": v.integer(minimum=0),
+    "retries": v.integer(minimum=0, maximum=10),
+    "retry_backoff": v.number(minimum=0, maximum=3600),
+    "journal": v.boolean(),
 }
 
 NOISE_SPECS: dict[str, v.Rule] = {

@@ -10,6 +10,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 
 from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.quantum.exact_aer import AER_METHODS, ExactAerSampler
+from qfed_qiskit.quantum.journal import key_seed, pub_key
 from qfed_qiskit.quantum.results import check_shots
 
 _FAKE_SKIP = {"Fake", "FakeBackendV2", "FakeProviderForBackendV2", "FakeFractionalBackend"}
@@ -19,21 +20,33 @@ def _seeded_aer_sampler_class() -> Any:
     from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
 
     class SeededAerSampler(AerSamplerV2):  # type: ignore[misc,valid-type]
-        """Aer ``SamplerV2`` drawing one simulator seed per ``run`` from a seeded generator.
+        """Aer ``SamplerV2`` with a simulator seed per ``run`` from ``seed`` and the PUBs.
 
         Aer's ``SamplerV2(seed=s)`` reuses seed ``s`` for every call, so repeated evaluations
-        (the forward pass, then the gradient PUB) would reuse the same random stream. Here ``seed``
-        seeds a generator that yields a new simulator seed per call: runs are reproducible and
-        calls are independent.
+        (the forward pass, then the gradient PUB) would reuse the same random stream. Here each
+        call's seed comes from ``seed`` and the content of its PUBs
+        (:func:`~qfed_qiskit.quantum.journal.pub_key`): runs are reproducible, different calls are
+        independent, and a resumed run draws what the uninterrupted one drew.
         """
 
         def __init__(self, *, seed: int | None = None, **kwargs: Any) -> None:
             super().__init__(seed=None, **kwargs)
-            self._seed_rng = np.random.default_rng(seed) if seed is not None else None
+            self._base_seed = seed
 
         def _run(self, pubs: list[SamplerPub]) -> Any:
-            if self._seed_rng is not None:
-                self._seed = int(self._seed_rng.integers(0, 2**31 - 1))
+            if self._base_seed is not None:
+                described = [
+                    (
+                        p.circuit,
+                        p.parameter_values.as_array(list(p.circuit.parameters))
+                        if p.circuit.parameters
+                        else None,
+                        p.shots,
+                    )
+                    for p in pubs
+                ]
+                seeds = [self._base_seed, *key_seed(pub_key(described, None))]
+                self._seed = int(np.random.default_rng(seeds).integers(0, 2**31 - 1))
             return super()._run(pubs)
 
     return SeededAerSampler

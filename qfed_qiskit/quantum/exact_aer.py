@@ -21,6 +21,7 @@ from qfed_qiskit.quantum.aer_circuits import (
     noise_preserving_decomposition,
 )
 from qfed_qiskit.quantum.aer_noise import apply_readout, readout_matrices, restrict_noise_model
+from qfed_qiskit.quantum.journal import key_seed, pub_key
 from qfed_qiskit.quantum.results import (
     ExactSamplerPubResult,
     ProbabilityArray,
@@ -83,7 +84,10 @@ class ExactAerSampler(BaseSamplerV2):  # type: ignore[misc]
         method: ``"automatic"`` (statevector without noise, density_matrix with noise),
             ``"statevector"`` or ``"density_matrix"``.
         shots: Default shots per parameter set; None (default) for exact distributions.
-        seed: Seed of the shot sampling.
+        seed: Seed of the shot sampling. Each PUB's shots are drawn from a generator seeded by
+            ``seed`` and the PUB's content (:func:`~qfed_qiskit.quantum.journal.pub_key`), so
+            the same circuit and parameters give the same shots whatever ran before: a resumed
+            run draws what the uninterrupted one drew. None: fresh entropy.
 
     Raises:
         QFedInputError: For an unknown method, or ``"statevector"`` with a noise model.
@@ -118,6 +122,7 @@ class ExactAerSampler(BaseSamplerV2):  # type: ignore[misc]
         self._noise_model = noise_model if noisy else None
         self._method = chosen
         self._shots = check_shots(shots)
+        self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._supported = set(AerSimulator(method=chosen).configuration().basis_gates)
         self._plans: dict[int, tuple[QuantumCircuit, _ExactPlan]] = {}
@@ -223,7 +228,11 @@ class ExactAerSampler(BaseSamplerV2):  # type: ignore[misc]
                 DataBin(**{plan.register: data}, shape=shape),
                 metadata={"shots": None, "exact": True, "circuit_metadata": circuit_metadata},
             )
-        bits = sample_bitarray(probs, int(pub.shots), plan.num_bits, self._rng, shape)
+        rng = self._rng
+        if self._seed is not None:
+            key = pub_key([(pub.circuit, values if params else None, int(pub.shots))], None)
+            rng = np.random.default_rng([self._seed, *key_seed(key)])
+        bits = sample_bitarray(probs, int(pub.shots), plan.num_bits, rng, shape)
         return SamplerPubResult(
             DataBin(**{plan.register: bits}, shape=shape),
             metadata={"shots": int(pub.shots), "circuit_metadata": circuit_metadata},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,6 +50,14 @@ def engine_job_ids(factory: EngineFactory | None) -> Callable[[], Sequence[str]]
         return list(getattr(factory, "job_ids", []) or [])
 
     return ids
+
+
+def use_job_journal(factory: EngineFactory | None, folder: str | Path) -> None:
+    """Let ``factory``'s engines keep their sampler results in ``folder`` (if it has engines
+    that submit jobs and its profile keeps a journal); call it before building models."""
+    use = getattr(factory, "use_journal", None)
+    if callable(use):
+        use(folder)
 
 
 def close_engine_factory(factory: EngineFactory | None) -> None:

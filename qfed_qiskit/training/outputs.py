@@ -6,7 +6,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,25 +14,7 @@ from typing import Any
 import torch
 
 from qfed_qiskit.exceptions import QFedInputError
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from qfed_qiskit.files import atomic_write_bytes
 
 
 def torch_bytes(obj: Any) -> bytes:
@@ -143,6 +124,8 @@ class RunDirectory:
     SUMMARY = "summary.json"
     MODEL = "model.pt"
     CNN = "cnn.pt"
+    JOBS = "jobs"
+    """Folder of the job journal: sampler results of the round in progress."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -170,6 +153,15 @@ class RunDirectory:
         if overwrite and not resume and out.is_dir():
             _remove_run(out)
         return cls(out)
+
+    @property
+    def jobs(self) -> Path:
+        """The job journal's folder (see :mod:`qfed_qiskit.quantum.journal`)."""
+        return self.path / self.JOBS
+
+    def clear_jobs(self) -> None:
+        """Empty the job journal (its work is in the checkpoint just written)."""
+        shutil.rmtree(self.jobs, ignore_errors=True)
 
     def reset_metrics(self, keep: int = 0) -> None:
         """Keep only the first ``keep`` metric lines (used when a run restarts or resumes)."""

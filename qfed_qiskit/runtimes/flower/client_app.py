@@ -5,7 +5,7 @@ from __future__ import annotations
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from qfed_qiskit.exceptions import BackendUnavailableError
+from qfed_qiskit.exceptions import BackendUnavailableError, find_cause
 from qfed_qiskit.federated.core import ClientFn, client_fit
 from qfed_qiskit.runtimes.flower import conversions as conv
 from qfed_qiskit.runtimes.flower.task import (
@@ -69,8 +69,13 @@ def build_client_app(
                 state=task.state,
                 server_round=task.server_round,
             )
-        except BackendUnavailableError as exc:
-            return Message(conv.fatal_content(str(exc), job_ids=new_job_ids()), reply_to=msg)
+        except Exception as exc:
+            unavailable = find_cause(exc, BackendUnavailableError)
+            if unavailable is None:
+                raise  # Flower replies with the error: the server rejects this client
+            return Message(
+                conv.fatal_content(str(unavailable), job_ids=new_job_ids()), reply_to=msg
+            )
         return Message(conv.update_to_content(update, state, job_ids=new_job_ids()), reply_to=msg)
 
     return app

@@ -30,7 +30,7 @@ from qfed_qiskit.runtimes.flower.task import (
     load_data,
     settings_from_run_config,
 )
-from qfed_qiskit.training.builders import close_engine_factory, engine_job_ids
+from qfed_qiskit.training.builders import close_engine_factory, engine_job_ids, use_job_journal
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
 from qfed_qiskit.training.outputs import RunDirectory, default_out_dir
 
@@ -224,6 +224,7 @@ def run_server(
     _, test = load_data(settings)
     shard_sizes = _shard_sizes(settings)
     factory = engine_factory(config)
+    use_job_journal(factory, run_dir.jobs)
     model = global_model(settings)
     nodes = discover_nodes(grid, config.clients)
     cb.on_message(f"Flower nodes by client: {nodes}")

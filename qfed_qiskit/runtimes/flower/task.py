@@ -8,10 +8,10 @@ rejects that value, so it cannot mean anything else.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -196,11 +196,17 @@ def engine_factory(config: TrainConfig) -> EngineFactory | None:
     """The backend profile's engine factory, once per process and config (None: statevector).
 
     One factory builds every model of the process, as one builds every model of an embedded run
-    (expensive preparation such as transpilation happens once).
+    (expensive preparation such as transpilation happens once). Its engines keep their sampler
+    results in the run folder's job journal when ``out`` is set (the ServerApp empties it with
+    every checkpoint).
     """
-    from qfed_qiskit.training.builders import resolve_engine_factory
+    from qfed_qiskit.training.builders import resolve_engine_factory, use_job_journal
+    from qfed_qiskit.training.outputs import RunDirectory
 
-    return resolve_engine_factory(config)
+    factory = resolve_engine_factory(config)
+    if config.out:  # the run folder's journal; on another machine, a folder of that name there
+        use_job_journal(factory, Path(config.out) / RunDirectory.JOBS)
+    return factory
 
 
 def global_model(settings: AppSettings) -> nn.Module:
@@ -220,8 +226,3 @@ def client_model(settings: AppSettings) -> nn.Module:
     config = settings.config
     with torch.random.fork_rng(devices=[]):
         return build_model(config, engine_factory=engine_factory(config))
-
-
-def with_runtime(settings: AppSettings, **changes: Any) -> AppSettings:
-    """``settings`` with ``changes`` applied to its TrainConfig."""
-    return dataclasses.replace(settings, config=dataclasses.replace(settings.config, **changes))
