@@ -267,8 +267,8 @@ def run_server_loop(
     ``steps``, ``wall_time_s``, ``run_time_s`` and, for backends that submit jobs, ``job_ids``), a
     checkpoint before round 1 and after every round (``checkpoint.pt``), the replies of the round
     in progress (``round-partial.pt``), and at the end ``summary.json``, ``model.pt`` and
-    ``cnn.pt``. The job journal of the round in progress (``jobs/``, written by the engines) is emptied with
-    every checkpoint.
+    ``cnn.pt``. The job journal of the round in progress (``jobs/``, written by the engines) is
+    emptied with every checkpoint.
 
     Args:
         config: Run settings (``clients > 1``).
