@@ -425,6 +425,20 @@ class FlowerProcesses:
             start_new_session=True,
         )
 
+    def log(self, name: str) -> str:
+        return (self.home / name).read_text(errors="replace")
+
+    def kill_all(self) -> None:
+        """SIGKILL every process started with our FLWR_HOME (a crash of the whole deployment)."""
+        victims = _processes_of(self.home)
+        for proc in victims:
+            with suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(victims, timeout=15)
+        for proc in self.started:
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=15)
+
     def stop(self) -> None:
         """SIGTERM then SIGKILL: our process groups, then any process with our FLWR_HOME."""
         for proc in self.started:
@@ -518,33 +532,39 @@ def _wait_http(url: str, timeout: float) -> None:
             time.sleep(0.3)
 
 
-def test_deployment_superlink_and_two_supernodes(
-    flower: FlowerProcesses, data_dir: Path, tmp_path: Path
-) -> None:
-    """flower-superlink + two flower-supernode on localhost run the app to the end."""
-    link, node0, node1 = _free_port(), _free_port(), _free_port()
-    ensure_connections(flower.home, deployment_address=f"127.0.0.1:{link}")
+def _start_insecure_deployment(flower: FlowerProcesses, link: int, *, tag: str) -> Any:
+    """flower-superlink --insecure and two SuperNodes holding partitions 0 and 1."""
     superlink = flower.start(
         "flower-superlink",
         "--insecure",
         "--port",
         str(link),
         "--disable-runtime-dependency-installation",
-        log="superlink.log",
+        log=f"superlink{tag}.log",
     )
     _wait_http(f"http://127.0.0.1:{link}/health", timeout=60)
-    for pid, port in enumerate((node0, node1)):
+    for pid in range(2):
         flower.start(
             "flower-supernode",
             "--insecure",
             "--superlink",
             f"127.0.0.1:{link}",
             "--port",
-            str(port),
+            str(_free_port()),
             "--node-config",
             f"partition-id={pid} num-partitions=2",
-            log=f"supernode{pid}.log",
+            log=f"supernode{pid}{tag}.log",
         )
+    return superlink
+
+
+def test_deployment_superlink_and_two_supernodes(
+    flower: FlowerProcesses, data_dir: Path, tmp_path: Path
+) -> None:
+    """flower-superlink + two flower-supernode on localhost run the app to the end."""
+    link = _free_port()
+    ensure_connections(flower.home, deployment_address=f"127.0.0.1:{link}")
+    superlink = _start_insecure_deployment(flower, link, tag="")
     settings = _settings(data_dir, tmp_path / "flower")
     start = time.perf_counter()
     result = flower.run(
@@ -558,11 +578,190 @@ def test_deployment_superlink_and_two_supernodes(
         timeout=600,
     )
     elapsed = time.perf_counter() - start
-    assert superlink.poll() is None, (flower.home / "superlink.log").read_text()[-3000:]
+    assert superlink.poll() is None, flower.log("superlink.log")[-3000:]
+    # Insecure mode is for local development, and Flower says so when it starts.
+    assert "Option `--insecure` was set" in flower.log("superlink.log")
+    assert "SuperNode authentication is disabled" in flower.log("superlink.log")
     _check_flwr_run(result, tmp_path / "flower", rounds=2)
     _embedded(settings, tmp_path / "embedded")
     _assert_same_run(tmp_path / "flower", tmp_path / "embedded", atol=OTHER_PROCESS)
     print(f"flwr run local-deployment: {elapsed:.1f} s")
+
+
+def test_deployment_killed_mid_run_continues_with_a_new_flwr_run(
+    flower: FlowerProcesses, data_dir: Path, tmp_path: Path
+) -> None:
+    """SIGKILL of the SuperLink, the SuperNodes and the ServerApp in round 2; a new deployment
+    and `flwr run ... resume=true` continue from the round-1 checkpoint to the uninterrupted
+    run's result."""
+    from qfed_qiskit.federated import load_checkpoint
+
+    link = _free_port()
+    ensure_connections(flower.home, deployment_address=f"127.0.0.1:{link}")
+    _start_insecure_deployment(flower, link, tag="-1")
+    out = tmp_path / "flower"
+    settings = _settings(data_dir, out, rounds=3, **{"max-steps-per-epoch": 6})
+    submitted = flower.run(
+        "flwr",
+        "run",
+        ".",
+        "local-deployment",
+        "--run-config",
+        _run_config_arg(settings),
+        timeout=300,
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    deadline = time.monotonic() + 300
+    while len(_metrics(out)) < 1:
+        assert time.monotonic() < deadline, flower.log("superlink-1.log")[-3000:]
+        time.sleep(0.1)
+    flower.kill_all()  # the whole deployment dies in round 2
+    assert _processes_of(flower.home) == []
+    assert load_checkpoint(out).round == 1 and len(_metrics(out)) == 1
+
+    _start_insecure_deployment(flower, link, tag="-2")
+    resumed = dataclasses.replace(settings, resume=True)
+    result = flower.run(
+        "flwr",
+        "run",
+        ".",
+        "local-deployment",
+        "--stream",
+        "--run-config",
+        _run_config_arg(resumed),
+        timeout=600,
+    )
+    _check_flwr_run(result, out, rounds=3)
+    lines = _metrics(out)
+    assert lines[1]["resumed_after"] == 1
+    assert json.loads((out / "summary.json").read_text())["resumed"] is True
+    _embedded(settings, tmp_path / "embedded")
+    _assert_same_run(out, tmp_path / "embedded", atol=OTHER_PROCESS)
+
+
+TLS_CONNECTION = "tls-deployment"
+
+
+def _wait_https(url: str, ca: Path, timeout: float) -> None:
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1, context=context):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def _wait_for_line(flower: FlowerProcesses, log: str, pattern: str, timeout: float) -> str:
+    """The first match of ``pattern`` in a log file (group 1 if any), polling until it appears."""
+    import re
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if match := re.search(pattern, flower.log(log)):
+            return match.group(1) if match.groups() else match.group(0)
+        assert time.monotonic() < deadline, f"no {pattern!r} in {log}:\n{flower.log(log)[-3000:]}"
+        time.sleep(0.3)
+
+
+def _json_out(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """`flwr ... --format json` prints one JSON object on stdout."""
+    out = result.stdout
+    data: dict[str, Any] = json.loads(out[out.index("{") :])
+    return data
+
+
+def test_deployment_with_tls_and_supernode_auth_refuses_an_unregistered_node(
+    flower: FlowerProcesses, data_dir: Path, tmp_path: Path
+) -> None:
+    """A TLS SuperLink with SuperNode authentication (a CA and certificates made here): two
+    registered SuperNodes finish the run; a third, whose key is not registered, is refused at
+    once and never takes part."""
+    from tests.flower_pki import write_node_key, write_tls
+
+    pki = tmp_path / "pki"
+    ca, cert, key = write_tls(pki)
+    node_keys = [write_node_key(pki, f"node{k}") for k in range(2)]
+    rogue_key, _ = write_node_key(pki, "rogue")  # its public key is never registered
+    link = _free_port()
+    (flower.home / "config.toml").write_text(
+        f'[superlink]\ndefault = "{TLS_CONNECTION}"\n\n'
+        f'[superlink.{TLS_CONNECTION}]\naddress = "127.0.0.1:{link}"\n'
+        f'root-certificates = "{ca}"\n',
+        encoding="utf-8",
+    )
+    superlink = flower.start(
+        "flower-superlink",
+        *("--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)),
+        "--enable-supernode-auth",
+        *("--port", str(link)),
+        "--disable-runtime-dependency-installation",
+        log="superlink.log",
+    )
+    _wait_https(f"https://127.0.0.1:{link}/health", ca, timeout=60)
+    registered = []
+    for _, public in node_keys:
+        result = flower.run(
+            "flwr",
+            "supernode",
+            "register",
+            str(public),
+            TLS_CONNECTION,
+            "--format",
+            "json",
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        reply = _json_out(result)
+        assert reply["success"] is True, reply
+        registered.append(int(reply["node-id"]))
+
+    def supernode(name: str, private: Path, partition: int) -> subprocess.Popen[bytes]:
+        return flower.start(
+            "flower-supernode",
+            *("--root-certificates", str(ca), "--superlink", f"127.0.0.1:{link}"),
+            *("--auth-supernode-private-key", str(private), "--port", str(_free_port())),
+            *("--node-config", f"partition-id={partition} num-partitions=2"),
+            *("--max-wait-time", "120"),
+            log=f"{name}.log",
+        )
+
+    nodes = [supernode(f"node{k}", private, k) for k, (private, _) in enumerate(node_keys)]
+    rogue = supernode("rogue", rogue_key, 0)  # claims partition 0 too: it must never be used
+    assert rogue.wait(timeout=90) == 1, flower.log("rogue.log")[-3000:]
+    rogue_log = flower.log("rogue.log")
+    assert "[code: 2004] Failed to activate SuperNode." in rogue_log, rogue_log[-3000:]
+    assert "SuperNode ID:" not in rogue_log
+    assert "No SuperNode found with the given public key." in flower.log("superlink.log")
+    for k in range(2):
+        node_id = _wait_for_line(flower, f"node{k}.log", r"SuperNode ID: (\d+)", timeout=90)
+        assert int(node_id) == registered[k]
+        assert nodes[k].poll() is None, flower.log(f"node{k}.log")[-3000:]
+
+    settings = _settings(data_dir, tmp_path / "flower")
+    result = flower.run(
+        "flwr",
+        "run",
+        ".",
+        TLS_CONNECTION,
+        "--stream",
+        "--run-config",
+        _run_config_arg(settings),
+        timeout=600,
+    )
+    assert superlink.poll() is None, flower.log("superlink.log")[-3000:]
+    _check_flwr_run(result, tmp_path / "flower", rounds=2)
+    listing = _json_out(
+        flower.run("flwr", "supernode", "list", TLS_CONNECTION, "--format", "json", timeout=60)
+    )
+    assert {int(n["node-id"]): n["status"] for n in listing["nodes"]} == {
+        node_id: "online" for node_id in registered
+    }
 
 
 def test_runner_flower_runtime_matches_embedded(data_dir: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "qfed_qiskit", "backends", "noise_models")
+SOURCES = ("pyproject.toml", "setup.cfg", "README.md", "qfed_qiskit", "backends", "noise_models")
 SHIPPED_BACKENDS = sorted(p.stem for p in (ROOT / "backends").glob("*.toml"))
 SHIPPED_NOISE = sorted(p.stem for p in (ROOT / "noise_models").glob("*.toml"))
 
@@ -73,6 +73,19 @@ def test_wheel_contains_profiles_and_no_build_hook(wheel: Path) -> None:
         assert f"qfed_qiskit/profiles/_data/noise_models/{stem}.toml" in names
     assert "qfed_qiskit/profiles/_build.py" not in names
     assert "qfed_qiskit/py.typed" in names
+
+
+def test_setup_cfg_names_the_folders_the_loader_reads() -> None:
+    """The build ships exactly the folders the profile loader searches (setup.cfg's job)."""
+    import configparser
+
+    from qfed_qiskit.profiles._build import folders_option
+    from qfed_qiskit.profiles.loader import PROFILE_FOLDERS
+
+    cfg = configparser.ConfigParser()
+    assert cfg.read(ROOT / "setup.cfg")
+    for command in ("build_py", "sdist"):
+        assert folders_option(cfg[command]["profile_folders"]) == PROFILE_FOLDERS
 
 
 def test_installed_wheel_lists_backends(wheel: Path, tmp_path: Path) -> None:
