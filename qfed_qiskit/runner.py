@@ -79,29 +79,21 @@ def run_training(
         train = to_tensor_dataset(data.train_images, data.train_labels)
         test = to_tensor_dataset(data.test_images, data.test_labels)
         run_dir = RunDirectory.prepare(out, resume=resume, overwrite=overwrite)
+        common: dict[str, Any] = {
+            "train": train,
+            "test": test,
+            "run_dir": run_dir,
+            "engine_factory": engine_factory,
+            "callback": cb,
+        }
         if config.federated:
             from qfed_qiskit.federated.embedded import run_federated
 
-            summary = run_federated(
-                config,
-                train=train,
-                test=test,
-                run_dir=run_dir,
-                engine_factory=engine_factory,
-                callback=cb,
-                resume=resume,
-            )
+            summary = run_federated(config, resume=resume, **common)
         else:
             from qfed_qiskit.training.centralized import run_centralized
 
-            summary = run_centralized(
-                config,
-                train=train,
-                test=test,
-                run_dir=run_dir,
-                engine_factory=engine_factory,
-                callback=cb,
-            )
+            summary = run_centralized(config, **common)
     finally:
         close_engine_factory(engine_factory)
     return summary, run_dir

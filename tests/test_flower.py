@@ -484,6 +484,14 @@ def _run_config_arg(settings: AppSettings) -> str:
     return " ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
 
 
+def _flwr_run(
+    flower: FlowerProcesses, connection: str, settings: AppSettings, *, stream: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``flwr run . CONNECTION [--stream] --run-config ...`` from the repository root."""
+    args = ["flwr", "run", ".", connection, *(["--stream"] if stream else [])]
+    return flower.run(*args, "--run-config", _run_config_arg(settings), timeout=600)
+
+
 def _check_flwr_run(result: subprocess.CompletedProcess[str], out: Path, rounds: int) -> None:
     log = f"stdout:\n{result.stdout[-6000:]}\nstderr:\n{result.stderr[-6000:]}"
     assert result.returncode == 0, log
@@ -502,16 +510,7 @@ def test_flwr_run_local_simulation_matches_embedded(
     settings = _settings(data_dir, tmp_path / "flower")
     pyproject = (REPO / "pyproject.toml").read_bytes()
     start = time.perf_counter()
-    result = flower.run(
-        "flwr",
-        "run",
-        ".",
-        "local-simulation",
-        "--stream",
-        "--run-config",
-        _run_config_arg(settings),
-        timeout=600,
-    )
+    result = _flwr_run(flower, "local-simulation", settings)
     elapsed = time.perf_counter() - start
     _check_flwr_run(result, tmp_path / "flower", rounds=2)
     assert (REPO / "pyproject.toml").read_bytes() == pyproject  # no federation migration
@@ -567,16 +566,7 @@ def test_deployment_superlink_and_two_supernodes(
     superlink = _start_insecure_deployment(flower, link, tag="")
     settings = _settings(data_dir, tmp_path / "flower")
     start = time.perf_counter()
-    result = flower.run(
-        "flwr",
-        "run",
-        ".",
-        "local-deployment",
-        "--stream",
-        "--run-config",
-        _run_config_arg(settings),
-        timeout=600,
-    )
+    result = _flwr_run(flower, "local-deployment", settings)
     elapsed = time.perf_counter() - start
     assert superlink.poll() is None, flower.log("superlink.log")[-3000:]
     # Insecure mode is for local development, and Flower says so when it starts.
@@ -621,16 +611,7 @@ def test_deployment_killed_mid_run_continues_with_a_new_flwr_run(
 
     _start_insecure_deployment(flower, link, tag="-2")
     resumed = dataclasses.replace(settings, resume=True)
-    result = flower.run(
-        "flwr",
-        "run",
-        ".",
-        "local-deployment",
-        "--stream",
-        "--run-config",
-        _run_config_arg(resumed),
-        timeout=600,
-    )
+    result = _flwr_run(flower, "local-deployment", resumed)
     _check_flwr_run(result, out, rounds=3)
     lines = _metrics(out)
     assert lines[1]["resumed_after"] == 1

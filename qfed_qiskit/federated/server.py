@@ -243,6 +243,63 @@ class _Loop:
             record["job_ids"] = job_ids
         return record
 
+    # ----------------------------------------------------------------------------------------
+    # The run
+    # ----------------------------------------------------------------------------------------
+
+    def run(self, *, resume: bool) -> dict[str, Any]:
+        """Every round from the checkpoint (``resume``) or from round 1; returns the summary."""
+        config, run_dir, cb = self.config, self.run_dir, self.cb
+        ckpt = load_checkpoint(run_dir.path, config=config) if resume else None
+        if ckpt is not None:
+            self.restore(ckpt)
+            run_dir.write_metrics(self.history)
+            cb.on_message(f"resuming {run_dir.path} after round {ckpt.round}")
+            if ckpt.round > config.rounds:
+                logger.warning("checkpoint is at round %d > rounds=%d", ckpt.round, config.rounds)
+        else:
+            run_dir.reset_metrics()
+            self.checkpoint()  # round 0: a run that dies in its first round can be resumed too
+        cb.on_message(
+            f"federated ({self.transport.name}): {config.clients} clients, shards "
+            f"{self.shard_sizes}, {len(self.global_arrays)} arrays, "
+            f"{serialized_size(self.global_arrays):,} bytes per model"
+        )
+        session_start = time.perf_counter()
+        for rnd in range(self.round + 1, config.rounds + 1):
+            wall_before = self.prior_wall + (time.perf_counter() - session_start)
+            record = self.run_round(rnd, wall_before)
+            if ckpt is not None and rnd == ckpt.round + 1:
+                record["resumed_after"] = ckpt.round
+            self.history.append(record)
+            self.round = rnd
+            run_dir.append_metrics(record)
+            self.checkpoint()
+            logger.info("round %d: test accuracy %.4f", rnd, record["test_accuracy"])
+            cb.on_phase_end(f"round {rnd}/{config.rounds}", record)
+        set_parameters(self.model, self.global_arrays)
+        result = self.last_eval or evaluate(self.model, self.test)
+        save_model_outputs(run_dir, self.model)
+        summary = summarize(
+            self.model,
+            config,
+            result=result,
+            wall_time_s=self.prior_wall + (time.perf_counter() - session_start),
+            steps=sum(int(r.get("steps", 0)) for r in self.history),
+            extra=federated_summary(
+                config,
+                history=self.history,
+                shard_sizes=self.shard_sizes,
+                global_arrays=self.global_arrays,
+                runtime=self.transport.name,
+                resumed=resume,
+            ),
+        )
+        job_ids = _unique([j for r in self.history for j in r.get("job_ids", [])])
+        if job_ids:  # hardware/runtime job ids, for tracing a run back to its jobs
+            summary["job_ids"] = job_ids
+        return summary
+
 
 def run_server_loop(
     config: TrainConfig,
@@ -288,43 +345,10 @@ def run_server_loop(
         QFedInputError: On contradictory settings, or a missing or mismatched checkpoint.
         BackendError: When a client reports its backend unavailable after retries.
     """
-    try:
-        return _run(
-            config,
-            transport=transport,
-            model=model,
-            test=test,
-            shard_sizes=shard_sizes,
-            run_dir=run_dir,
-            callback=callback or NullCallback(),
-            resume=resume,
-            server_job_ids=server_job_ids,
-            summary_extra=summary_extra or {},
-        )
-    finally:
-        if close is not None:
-            close()
-
-
-def _run(
-    config: TrainConfig,
-    *,
-    transport: Transport,
-    model: nn.Module,
-    test: TensorDataset,
-    shard_sizes: Sequence[int],
-    run_dir: RunDirectory,
-    callback: TrainingCallback,
-    resume: bool,
-    server_job_ids: Callable[[], Sequence[str]] | None,
-    summary_extra: Mapping[str, Any],
-) -> dict[str, Any]:
     if not config.federated:
         raise QFedInputError(f"clients={config.clients}: federated training needs clients >= 2")
     if len(shard_sizes) != config.clients:
         raise QFedInputError(f"{len(shard_sizes)} shard sizes for clients={config.clients}")
-    cb = callback
-    ckpt = load_checkpoint(run_dir.path, config=config) if resume else None
     loop = _Loop(
         config,
         transport=transport,
@@ -332,57 +356,15 @@ def _run(
         test=test,
         shard_sizes=shard_sizes,
         run_dir=run_dir,
-        callback=cb,
+        callback=callback or NullCallback(),
         server_job_ids=server_job_ids,
     )
-    if ckpt is not None:
-        loop.restore(ckpt)
-        run_dir.write_metrics(loop.history)
-        cb.on_message(f"resuming {run_dir.path} after round {ckpt.round}")
-        if ckpt.round > config.rounds:
-            logger.warning("checkpoint is at round %d > rounds=%d", ckpt.round, config.rounds)
-    else:
-        run_dir.reset_metrics()
-        loop.checkpoint()  # round 0: a run that dies in its first round can be resumed too
-    cb.on_message(
-        f"federated ({transport.name}): {config.clients} clients, shards {list(shard_sizes)}, "
-        f"{len(loop.global_arrays)} arrays, {serialized_size(loop.global_arrays):,} bytes per model"
-    )
-    session_start = time.perf_counter()
-    for rnd in range(loop.round + 1, config.rounds + 1):
-        wall_before = loop.prior_wall + (time.perf_counter() - session_start)
-        record = loop.run_round(rnd, wall_before)
-        if ckpt is not None and rnd == ckpt.round + 1:
-            record["resumed_after"] = ckpt.round
-        loop.history.append(record)
-        loop.round = rnd
-        run_dir.append_metrics(record)
-        loop.checkpoint()
-        logger.info("round %d: test accuracy %.4f", rnd, record["test_accuracy"])
-        cb.on_phase_end(f"round {rnd}/{config.rounds}", record)
-    set_parameters(model, loop.global_arrays)
-    result = loop.last_eval or evaluate(model, test)
-    save_model_outputs(run_dir, model)
-    history = loop.history
-    summary = summarize(
-        model,
-        config,
-        result=result,
-        wall_time_s=loop.prior_wall + (time.perf_counter() - session_start),
-        steps=sum(int(r.get("steps", 0)) for r in history),
-        extra=federated_summary(
-            config,
-            history=history,
-            shard_sizes=shard_sizes,
-            global_arrays=loop.global_arrays,
-            runtime=transport.name,
-            resumed=resume,
-        ),
-    )
-    job_ids = _unique([j for r in history for j in r.get("job_ids", [])])
-    if job_ids:  # hardware/runtime job ids, for tracing a run back to its jobs
-        summary["job_ids"] = job_ids
-    summary.update(summary_extra)
-    run_dir.write_summary(summary)
-    run_dir.clear_jobs()  # the outputs' own forward passes (cnn.pt) need no journal either
-    return summary
+    try:
+        summary = loop.run(resume=resume)
+        summary.update(summary_extra or {})
+        run_dir.write_summary(summary)
+        run_dir.clear_jobs()  # the outputs' own forward passes (cnn.pt) need no journal either
+        return summary
+    finally:
+        if close is not None:
+            close()
