@@ -32,7 +32,7 @@ else:  # pragma: no cover
 MODELS = ("qt", "classical")
 DTYPES = ("float32", "float64")
 ACTIVATIONS = ("none", "relu")
-"""Activations of the target CNN and the mapping MLP: none (the paper) or ReLU."""
+"""Activations the target CNN and the mapping MLP accept: none (the paper) or ReLU."""
 RUNTIMES = ("embedded", "flower")
 PLATEAU_SCOPES = ("client", "round")
 DEFAULT_BACKEND = "statevector"
@@ -153,7 +153,7 @@ class TrainConfig:
     blocks: int = setting(16, v.integer(minimum=1), "Ansatz blocks L.")
     chunk_size: int = setting(1, v.integer(minimum=1), "Weights generated per basis state.")
     activation: str = setting(
-        "none", v.one_of(ACTIVATIONS), "Target CNN and mapping activation: none (paper) or relu."
+        "none", v.one_of(ACTIVATIONS), "Target CNN activation: none (paper) or relu."
     )
     seed: int = setting(0, v.integer(minimum=0), "Random seed.")
     max_steps_per_epoch: int | None = setting(

@@ -140,3 +140,22 @@ def test_profile_schema_and_config_share_one_validator() -> None:
         parse_backend_profile({"schema": 1, "kind": "aer", "seed": -1}, source="p.toml")
     assert "seed=-1 (expected an integer >= 0)" in str(config_error.value)
     assert "seed=-1 (expected an integer >= 0)" in str(profile_error.value)
+
+
+def test_every_setting_is_a_toml_key_with_its_declared_default(tmp_path: Path) -> None:
+    """A TOML file that names every setting (flag style) with its default loads to the defaults."""
+    from qfed_qiskit.config import SETTINGS
+
+    lines = []
+    for spec in SETTINGS.values():
+        if spec.default is None:
+            continue  # TOML has no null: an unset optional setting is simply left out
+        value = spec.default
+        text = f'"{value}"' if isinstance(value, str) else str(value).lower()
+        lines.append(f"{spec.key} = {text}")
+    path = tmp_path / "all.toml"
+    path.write_text("\n".join(lines) + "\n")
+    assert load_config(path) == TrainConfig()
+    assert {line.split(" = ")[0] for line in lines} == {
+        s.key for s in SETTINGS.values() if s.default is not None
+    }

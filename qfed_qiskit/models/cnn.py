@@ -5,6 +5,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from qfed_qiskit.config import ACTIVATIONS
+from qfed_qiskit.exceptions import QFedInputError
+
+
+def check_activation(activation: str) -> str:
+    """``activation`` if it is one of :data:`~qfed_qiskit.config.ACTIVATIONS`.
+
+    Raises:
+        QFedInputError: Naming the value and the allowed ones.
+    """
+    if activation not in ACTIVATIONS:
+        raise QFedInputError(
+            f"activation={activation!r} (expected one of {', '.join(ACTIVATIONS)})"
+        )
+    return activation
+
 
 class TargetCNN(nn.Module):
     """The paper's FashionMNIST CNN (6,690 parameters).
@@ -19,9 +35,7 @@ class TargetCNN(nn.Module):
 
     def __init__(self, *, activation: str = "none") -> None:
         super().__init__()
-        if activation not in ("none", "relu"):
-            raise ValueError(f"activation must be 'none' or 'relu', got {activation!r}")
-        self.activation = activation
+        self.activation = check_activation(activation)
         self.conv1 = nn.Conv2d(1, 8, kernel_size=5)
         self.conv2 = nn.Conv2d(8, 12, kernel_size=5)
         self.fc1 = nn.Linear(12 * 4 * 4, 20)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from qfed_qiskit.models.cnn import check_activation
+
 DEFAULT_HIDDEN = (4, 20, 4)
 """Hidden widths of the reference mapping MLP (14 → 4 → 20 → 4 → 1, 249 parameters)."""
 
@@ -31,8 +33,7 @@ class MappingMLP(nn.Module):
         activation: str = "none",
     ) -> None:
         super().__init__()
-        if activation not in ("none", "relu"):
-            raise ValueError(f"activation must be 'none' or 'relu', got {activation!r}")
+        check_activation(activation)
         widths = [num_qubits + 1, *hidden, chunk_size]
         layers: list[nn.Module] = []
         for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
