@@ -279,10 +279,32 @@ def test_invalid_toml_and_unknown_names(tmp_path: Path) -> None:
 
 def test_ignored_key_warns(tmp_path: Path) -> None:
     """A key the kind does not use is ignored with a ProfileWarning."""
-    path = _write(tmp_path, "sv", 'schema = 1\nkind = "statevector"\nshots = 100\n')
-    with pytest.warns(ProfileWarning, match="'shots' is not used by kind 'statevector'"):
+    path = _write(tmp_path, "sv", 'schema = 1\nkind = "statevector"\nmethod = "automatic"\n')
+    with pytest.warns(ProfileWarning, match="'method' is not used by kind 'statevector'"):
         profile = load_backend_profile(path)
     assert profile.kind == "statevector" and profile.exact
+
+
+def test_noise_aware_and_shot_aware_profiles_build_their_engines() -> None:
+    """trajectories: Pauli trajectories on the exact engine; statevector-shots: shot-aware."""
+    from qfed_qiskit.engines.trajectories import PauliTrajectoryEngine, ShotNoiseEngine
+
+    noisy = load_backend_profile("trajectories")
+    assert noisy.kind == "statevector" and noisy.trajectories == 4 and not noisy.exact
+    shots = load_backend_profile("statevector-shots")
+    assert shots.shots == 4096 and not shots.exact and not shots.uses_sampler
+    circuit = qt_ansatz(3, 1)
+    factory = engine_factory_for(noisy, config=TrainConfig(chunk_size=1024, blocks=1))
+    assert factory is not None
+    engine = factory(circuit)
+    assert isinstance(engine, PauliTrajectoryEngine) and engine.noise.p2 == 1e-2
+    shot_factory = engine_factory_for(shots)
+    assert shot_factory is not None
+    shot_engine = shot_factory(circuit)
+    assert isinstance(shot_engine, ShotNoiseEngine) and shot_engine.shots == 4096
+    probs = shot_engine(torch.zeros(circuit.num_parameters))
+    assert float(probs.sum()) == pytest.approx(1.0)
+    assert engine_factory_for("statevector") is None  # the plain default engine
 
 
 def test_noise_path_relative_to_backend_file(tmp_path: Path) -> None:

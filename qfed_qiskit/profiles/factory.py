@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.profiles.cost import as_profile, is_fake
 from qfed_qiskit.profiles.noise import aer_noise_model, depolarizing_noise, noise_backend
-from qfed_qiskit.profiles.schema import LEAST_BUSY, BackendProfile
+from qfed_qiskit.profiles.schema import EXACT_KINDS, LEAST_BUSY, BackendProfile
 from qfed_qiskit.quantum.managed import RetryPolicy
 
 if TYPE_CHECKING:
@@ -82,10 +82,6 @@ class ProfileEngineFactory:
         seed: int | None = None,
         service: Any | None = None,
     ) -> None:
-        if profile.kind == "statevector":
-            raise QFedInputError(
-                "the statevector profile uses the default engine; engine_factory_for returns None"
-            )
         self.profile = profile
         self.dtype = dtype
         from qfed_qiskit.engines.base import torch_dtype
@@ -126,7 +122,9 @@ class ProfileEngineFactory:
         """The profile's engine for ``circuit`` (parameters in ``circuit.parameters`` order)."""
         profile = self.profile
         engine: QNNEngine
-        if profile.kind == "density-matrix":
+        if profile.kind == "statevector":
+            engine = self._statevector_engine(circuit)
+        elif profile.kind == "density-matrix":
             from qfed_qiskit.engines.density_matrix import DensityMatrixEngine
 
             _check_density_qubits(circuit.num_qubits, profile)
@@ -155,8 +153,33 @@ class ProfileEngineFactory:
                 reconnect=self._reconnect if profile.kind == "ibm-runtime" else None,
                 retrieve=self._retrieve_job(),
             )
+        if profile.kind in EXACT_KINDS and profile.shots:
+            from qfed_qiskit.engines.trajectories import ShotNoiseEngine
+
+            engine = ShotNoiseEngine(engine=engine, shots=profile.shots, seed=self._seed_or_zero)
         self._engines += 1
         return engine
+
+    @property
+    def _seed_or_zero(self) -> int:
+        return self.seed if self.seed is not None else 0
+
+    def _statevector_engine(self, circuit: QuantumCircuit) -> QNNEngine:
+        """The exact engine, or Pauli trajectories on it when the profile names a noise model."""
+        noise = depolarizing_noise(self.profile.noise_profile)
+        if noise is None or noise.is_noiseless:
+            from qfed_qiskit.engines.statevector import StatevectorEngine
+
+            return StatevectorEngine(circuit=circuit, dtype=self._torch_dtype)
+        from qfed_qiskit.engines.trajectories import PauliTrajectoryEngine
+
+        return PauliTrajectoryEngine(
+            circuit=circuit,
+            noise=noise,
+            trajectories=self.profile.trajectories,
+            seed=self._seed_or_zero,
+            dtype=self._torch_dtype,
+        )
 
     def shared(self, num_qubits: int = 1) -> _Shared:
         """The sampler and pass manager of this run (built on first use, thread-safe).
@@ -325,7 +348,8 @@ def engine_factory_for(
         service: A ``QiskitRuntimeService`` for ``ibm-runtime`` (default: connect).
 
     Returns:
-        None for ``statevector`` (the default exact engine, built in ``config.dtype`` by
+        None for a plain ``statevector`` profile (the default exact engine, built in
+        ``config.dtype`` by
         :func:`~qfed_qiskit.training.builders.build_model`), else a
         :class:`ProfileEngineFactory`.
 
@@ -335,7 +359,7 @@ def engine_factory_for(
         CredentialsError: ``ibm-runtime`` on hardware without IBM credentials.
     """
     profile = as_profile(name_or_path)
-    if profile.kind == "statevector":
+    if profile.kind == "statevector" and profile.noise is None and not profile.shots:
         return None
     if config is not None and profile.kind == "density-matrix":
         from qfed_qiskit.models.quantum_train import target_sizing

@@ -37,7 +37,8 @@ LEAST_BUSY = "least-busy"
 """``device`` value of an ``ibm-runtime`` profile that picks the least busy operational device."""
 
 EXACT_KINDS = ("statevector", "density-matrix")
-"""Kinds that compute exact probabilities in torch (no circuits are submitted)."""
+"""Kinds that compute probabilities in torch (no circuits are submitted): exactly, unless they set
+``shots`` (shot-aware training) or, for ``statevector``, a noise model (Pauli trajectories)."""
 
 SAMPLER_KINDS = ("aer", "fake-device", "ibm-runtime")
 """Kinds that run ``SamplerQNN`` on a Qiskit V2 sampler."""
@@ -57,8 +58,8 @@ _SAMPLER = (
 )
 
 BACKEND_KEYS: dict[str, tuple[str, ...]] = {
-    "statevector": _COMMON,
-    "density-matrix": (*_COMMON, "noise"),
+    "statevector": (*_COMMON, "noise", "trajectories", "shots", "seed"),
+    "density-matrix": (*_COMMON, "noise", "shots", "seed"),
     "aer": (*_COMMON, *_SAMPLER, "noise", "method", "optimization_level", "layout"),
     "fake-device": (*_COMMON, *_SAMPLER, "device", "method", "optimization_level", "layout"),
     "ibm-runtime": (
@@ -130,8 +131,13 @@ class BackendProfile:
         name: Profile name (the file name without ``.toml``).
         description: One line shown by ``qfed-qiskit backends``.
         kind: One of :data:`BACKEND_KINDS`.
-        shots: Shots per parameter set; 0 means exact probabilities (``aer``, ``fake-device``).
-        noise: Noise-model profile name or path (``density-matrix``, ``aer``); None: noiseless.
+        shots: Shots per parameter set; 0 means exact probabilities. For the torch kinds, ``S > 0``
+            makes training shot-aware: the forward pass uses ``S``-shot frequencies, the backward
+            pass the exact gradient (:class:`~qfed_qiskit.engines.trajectories.ShotNoiseEngine`).
+        noise: Noise-model profile name or path (``statevector``: estimated with Pauli
+            trajectories, ``density-matrix``: exact, ``aer``); None: noiseless.
+        trajectories: Error trajectories per step of a noisy ``statevector`` profile (see
+            :class:`~qfed_qiskit.engines.trajectories.PauliTrajectoryEngine`).
         device: Fake device name (``fake-device``; ``ibm-runtime`` in local testing mode) or IBM
             backend name or ``"least-busy"`` (``ibm-runtime``).
         gradient: One of :data:`GRADIENTS`.
@@ -163,6 +169,7 @@ class BackendProfile:
     kind: str = "statevector"
     shots: int = DEFAULT_SHOTS
     noise: str | None = None
+    trajectories: int = 4
     device: str | None = None
     gradient: str = "batched-param-shift"
     optimization_level: int = 1
@@ -183,8 +190,10 @@ class BackendProfile:
 
     @property
     def exact(self) -> bool:
-        """Whether the QNN's probabilities are exact (torch engines, or ``shots = 0``)."""
-        return self.kind in EXACT_KINDS or self.shots == 0
+        """Whether the QNN's probabilities are exact (no shots, and no trajectory estimate)."""
+        if self.shots != 0:
+            return False
+        return not (self.kind == "statevector" and self.noise is not None)
 
     @property
     def uses_sampler(self) -> bool:
@@ -221,6 +230,7 @@ BACKEND_SPECS: dict[str, v.Rule] = {
     "kind": v.one_of(BACKEND_KINDS),
     "shots": v.Rule("int", "an integer >= 0 (0: exact probabilities)", lambda x: x >= 0),
     "noise": v.text("a noise-model name or .toml path", v.nonempty),
+    "trajectories": v.integer(minimum=1, maximum=10_000),
     "device": v.text("a device name", v.nonempty),
     "gradient": v.one_of(GRADIENTS),
     "optimization_level": v.integer(minimum=0, maximum=3),
@@ -429,7 +439,7 @@ def parse_backend_profile(
     if (
         isinstance(noise, str)
         and noise.strip()
-        and kind in ("density-matrix", "aer")
+        and kind in ("statevector", "density-matrix", "aer")
         and resolve_noise is not None
     ):
         key = parsed.spelled["noise"]
@@ -438,7 +448,7 @@ def parse_backend_profile(
         except ProfileNotFoundError as exc:
             problems.append(v.describe(key, noise, exc.expected))
         else:
-            if kind == "density-matrix" and noise_profile.kind != "depolarizing":
+            if kind in EXACT_KINDS and noise_profile.kind != "depolarizing":
                 problems.append(
                     v.describe(
                         key,
@@ -458,7 +468,7 @@ def parse_backend_profile(
     fields = _fields_of(BackendProfile, values, BACKEND_KEYS[str(kind)])
     fields.setdefault("name", stem or "")
     if kind in EXACT_KINDS:
-        fields["shots"] = 0
+        fields.setdefault("shots", 0)
     if kind == "ibm-runtime":
         fields.setdefault("layout", "auto")
     if kind == "fake-device":
