@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from qfed_qiskit import __version__
-from qfed_qiskit.cli import backends_cmd, inspect_cmd, train_cmd
+from qfed_qiskit.cli import backends_cmd, evaluate_cmd, inspect_cmd, train_cmd
 
 app = typer.Typer(
     name="qfed-qiskit",
@@ -37,6 +37,7 @@ def root(
 app.command("train")(train_cmd.train)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("backends")(backends_cmd.backends)
+app.command("evaluate")(evaluate_cmd.evaluate)
 
 
 def main() -> None:

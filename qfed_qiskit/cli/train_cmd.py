@@ -104,10 +104,9 @@ def _confirm_hardware_cost(cfg: Any, *, yes: bool) -> None:
     """On IBM hardware, print what the run will submit and require --yes beyond the budget."""
     if cfg.model != "qt":
         return
-    from qfed_qiskit.profiles import check_budget, estimate_cost, format_cost, load_backend_profile
+    from qfed_qiskit.cli.hardware import confirm_cost
+    from qfed_qiskit.profiles import estimate_cost, load_backend_profile
 
     profile = load_backend_profile(cfg.backend)
     if profile.kind == "ibm-runtime":
-        cost = estimate_cost(profile, None, cfg)
-        Console(stderr=True).print(format_cost(cost))  # stderr keeps --json stdout clean
-        check_budget(cost, yes=yes)
+        confirm_cost(estimate_cost(profile, None, cfg), yes=yes)

@@ -142,17 +142,30 @@ class QuantumTrainModel(nn.Module):
         """Number of trainable scalars (angles + mapping MLP)."""
         return count_parameters(self)
 
-    def generate_flat(self) -> torch.Tensor:
-        """All generated target weights as one flat tensor of ``target_params`` values."""
-        probs: torch.Tensor = self.engine(self.qnn_weights)[: self.sizing.num_chunks]
+    def generate_flat(self, probabilities: torch.Tensor | None = None) -> torch.Tensor:
+        """All generated target weights as one flat tensor of ``target_params`` values.
+
+        Args:
+            probabilities: The ``2**n`` basis-state probabilities to map (default: the engine's
+                at the current angles); e.g. probabilities measured on another backend.
+        """
+        if probabilities is None:
+            probabilities = self.engine(self.qnn_weights)
+        probs = probabilities[: self.sizing.num_chunks]
         x = beta_scaling(probs.to(self._bits.dtype), self.sizing.num_qubits)
         inputs = torch.cat([self._bits, x.unsqueeze(1)], dim=1)
         flat: torch.Tensor = self.mapping(inputs).reshape(-1)[: self.sizing.target_params]
         return flat - flat.mean()
 
-    def generate_weights(self) -> dict[str, torch.Tensor]:
-        """Generated target parameters by name, differentiable with respect to this model."""
-        flat = self.generate_flat()
+    def generate_weights(
+        self, probabilities: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Generated target parameters by name, differentiable with respect to this model.
+
+        Args:
+            probabilities: As for :meth:`generate_flat`.
+        """
+        flat = self.generate_flat(probabilities)
         out: dict[str, torch.Tensor] = {}
         offset = 0
         for name, shape in self._param_specs:
@@ -171,16 +184,26 @@ class QuantumTrainModel(nn.Module):
         return out
 
     @torch.no_grad()
-    def generated_state_dict(self) -> dict[str, torch.Tensor]:
-        """The generated target model as a plain ``state_dict`` (usable without this package)."""
-        weights = {k: v.detach().clone() for k, v in self.generate_weights().items()}
+    def generated_state_dict(
+        self, probabilities: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The generated target model as a plain ``state_dict`` (usable without this package).
+
+        Args:
+            probabilities: As for :meth:`generate_flat`.
+        """
+        weights = {k: v.detach().clone() for k, v in self.generate_weights(probabilities).items()}
         state = {k: v.detach().clone() for k, v in self.template.state_dict().items()}
         state.update(weights)
         return state
 
     @torch.no_grad()
-    def to_classical(self) -> nn.Module:
-        """A standalone copy of the target model holding the generated weights."""
+    def to_classical(self, probabilities: torch.Tensor | None = None) -> nn.Module:
+        """A standalone copy of the target model holding the generated weights.
+
+        Args:
+            probabilities: As for :meth:`generate_flat`.
+        """
         module = copy.deepcopy(self.template)
-        module.load_state_dict(self.generated_state_dict())
+        module.load_state_dict(self.generated_state_dict(probabilities))
         return module

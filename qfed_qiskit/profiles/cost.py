@@ -287,3 +287,29 @@ def check_budget(cost: dict[str, Any], *, yes: bool) -> None:
         f"this run submits {cost['total_shots']:,} shots to IBM hardware ({over}); "
         "pass --yes to run it"
     )
+
+
+def evaluation_cost(profile: BackendProfile | str | Path, *, repeats: int) -> dict[str, Any]:
+    """What ``qfed-qiskit evaluate`` submits: one circuit, ``shots x repeats`` shots, one job.
+
+    Returns:
+        The keys of :func:`estimate_cost` that :func:`format_cost` and :func:`check_budget` read.
+    """
+    prof = as_profile(profile)
+    shots = prof.shots * repeats if prof.uses_sampler else 0
+    hardware = prof.kind == "ibm-runtime" and not is_fake(prof.device)
+    budget = prof.max_shots_budget if prof.kind == "ibm-runtime" else None
+    jobs = 1 if prof.uses_sampler else 0
+    return {
+        "backend": prof.name,
+        "kind": prof.kind,
+        "circuits_per_step": jobs,
+        "shots_per_step": shots,
+        "steps": 0,
+        "evaluations": jobs,
+        "total_circuits": jobs,
+        "total_shots": shots,
+        "total_jobs": jobs,
+        "max_shots_budget": budget,
+        "needs_confirmation": hardware and (budget is None or shots > budget),
+    }

@@ -1,0 +1,21 @@
+"""The cost guard of every command that may submit to IBM hardware."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+
+def confirm_cost(cost: dict[str, Any], *, yes: bool) -> None:
+    """On IBM Runtime, print what will be submitted (stderr) and require --yes beyond the budget.
+
+    Raises:
+        QFedInputError: If the profile's budget is exceeded and ``yes`` is not given.
+    """
+    from qfed_qiskit.profiles import check_budget, format_cost
+
+    if cost.get("kind") != "ibm-runtime":
+        return
+    Console(stderr=True).print(format_cost(cost))  # stderr keeps --json stdout clean
+    check_budget(cost, yes=yes)
