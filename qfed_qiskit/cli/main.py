@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 
 from qfed_qiskit import __version__
-from qfed_qiskit.cli import backends_cmd, evaluate_cmd, inspect_cmd, train_cmd
+from qfed_qiskit.cli import (
+    backends_cmd,
+    evaluate_cmd,
+    inspect_cmd,
+    report_cmd,
+    sweep_cmd,
+    train_cmd,
+)
 
 app = typer.Typer(
     name="qfed-qiskit",
@@ -38,6 +45,8 @@ app.command("train")(train_cmd.train)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("backends")(backends_cmd.backends)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("noise-sweep")(sweep_cmd.noise_sweep)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:
