@@ -84,11 +84,10 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
     finite = [s for s in shots_all if s > 0]
     exact_x = max(finite) * 10 if finite else 1.0
-    for i, (model, level) in enumerate(
-        sorted(
-            {(r["model"], r["level"]) for r in level_rows}, key=lambda k: (k[1], k[0] != "ideal")
-        )
+    for model, level in sorted(
+        {(r["model"], r["level"]) for r in level_rows}, key=lambda k: (k[1], k[0] != "ideal")
     ):
+        i = levels.index(level)  # one colour per level: solid ideal-train, dashed noise-aware
         points = sorted(
             (r for r in level_rows if r["model"] == model and r["level"] == level),
             key=lambda r: (r["shots"] == 0, r["shots"]),
@@ -106,7 +105,8 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
         )
     right.set_xscale("log")
     if finite:
-        right.set_xticks([*finite, exact_x], [*(f"{s:.0e}" for s in finite), "exact"])
+        labels = [f"{s:.0e}".replace("e+0", "e").replace("e+", "e") for s in finite]
+        right.set_xticks([*finite, exact_x], [*labels, "exact"])
     right.set_xlabel("shots per evaluation")
     right.set_ylabel("test accuracy (%)")
     right.set_title("Accuracy vs shots")
