@@ -74,7 +74,7 @@ def test_sweep_writes_every_cell_and_resumes_without_redoing_any(
     summary = json.loads((out / "train" / "ideal" / "summary.json").read_text())
     assert float(exact_ideal[0]["accuracy_mean"]) == summary["test_accuracy"]
     noisy_run = json.loads((out / "train" / "noise-aware-0.01" / "summary.json").read_text())
-    assert noisy_run["engine"]["engine"] == "density_matrix"
+    assert noisy_run["engine"]["engine"] == "pauli-trajectories"
     assert (out / "sweep.png").stat().st_size > 10_000 and "| ideal |" in (
         out / "sweep.md"
     ).read_text()
