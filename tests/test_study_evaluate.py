@@ -144,3 +144,24 @@ def test_model_too_large_for_the_method_says_the_limit_and_the_alternative(
     assert result.exit_code == 2
     assert "at most 10 qubits, this model has 13" in result.output
     assert "aer-noisy" in result.output and "trajectories" in result.output
+
+
+def test_noisy_shots_of_a_large_model_use_aer_trajectories() -> None:
+    """From 11 qubits, noisy Aer shots come from per-shot trajectories (same counts, faster);
+    exact probabilities, small models and explicit methods keep the density matrix."""
+    from qfed_qiskit.profiles import load_backend_profile
+    from qfed_qiskit.study.evaluate import fast_sampling, simulation_method
+
+    noisy = load_backend_profile("aer-noisy")
+    assert fast_sampling(noisy, 13).method == "statevector"
+    assert "one per shot" in simulation_method(fast_sampling(noisy, 13), 13)
+    assert fast_sampling(noisy, 7).method == "automatic"
+    exact = with_shots_zero(noisy)
+    assert fast_sampling(exact, 13).method == "automatic"
+    assert "1 GiB" in simulation_method(exact, 13)
+
+
+def with_shots_zero(profile: Any) -> Any:
+    from qfed_qiskit.study.evaluate import with_shots
+
+    return with_shots(profile, 0)

@@ -99,6 +99,27 @@ def load_trained_run(run: str | Path) -> TrainedRun:
     return TrainedRun(path, config, state, source, accuracy)
 
 
+SHOT_TRAJECTORIES_FROM_QUBITS = 11
+"""From this many qubits, shots on a noisy ``aer`` profile are drawn by Aer's per-shot noisy
+trajectories (method ``statevector``) instead of from the exact density matrix: the same
+distribution of counts, and 4096 shots of the 13-qubit model take 35 s here instead of 196 s."""
+
+
+def fast_sampling(profile: BackendProfile, num_qubits: int) -> BackendProfile:
+    """``profile``, with Aer's per-shot trajectories where they are much faster (see
+    :data:`SHOT_TRAJECTORIES_FROM_QUBITS`); exact probabilities keep the density matrix."""
+    noisy = profile.noise_profile is not None and profile.noise_profile.kind == "depolarizing"
+    if (
+        profile.kind == "aer"
+        and noisy
+        and profile.shots > 0
+        and profile.method == "automatic"
+        and num_qubits >= SHOT_TRAJECTORIES_FROM_QUBITS
+    ):
+        return dataclasses.replace(profile, method="statevector")
+    return profile
+
+
 def simulation_method(profile: BackendProfile, num_qubits: int) -> str:
     """How ``profile`` computes the probabilities of an ``num_qubits``-qubit circuit, in words.
 
@@ -338,8 +359,8 @@ def evaluate_on_backend(
         QFedInputError: For a bad shot count or repeats, or a model too large for the method.
     """
     check_repeats(repeats)
-    profile = with_shots(profile, shots)
     model = trained_model(trained)
+    profile = fast_sampling(with_shots(profile, shots), model.sizing.num_qubits)
     method = simulation_method(profile, model.sizing.num_qubits)
     start = time.perf_counter()
     probs, job_ids = backend_probabilities(
