@@ -86,6 +86,26 @@ def test_sweep_writes_every_cell_and_resumes_without_redoing_any(
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} == cells
 
 
+def test_shot_aware_mode_trains_with_shot_frequencies(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--modes shot-aware: one model per finite shot count, on the shot-aware engine."""
+    data, config = setup
+    out = tmp_path / "shots"
+    result = _sweep(
+        data, config, out, "--modes", "shot-aware", "--levels", "0", "--shots", "100,exact"
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["shot-aware-100"]
+    summary = json.loads((out / "train" / "shot-aware-100" / "summary.json").read_text())
+    assert summary["engine"]["shots"] == 100 and summary["engine"]["engine"] == "statevector"
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [(r["model"], r["shots"]) for r in rows] == [
+        ("shot-aware-100", "100"),
+        ("shot-aware-100", "0"),
+    ]
+
+
 def test_a_sweep_folder_of_another_plan_is_refused(
     setup: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -108,7 +128,7 @@ def test_a_sweep_folder_of_another_plan_is_refused(
         (["--shots", "1e3,many"], "--shots: 'many' is not a number or 'exact'"),
         (["--devices", "fake-nowhere"], "fake-nowhere"),
         (["--devices", "aer-noisy"], "is a 'aer' profile, not a fake device"),
-        (["--modes", "magic"], "--modes: magic (allowed: ideal-train, noise-aware)"),
+        (["--modes", "magic"], "--modes: magic (allowed: ideal-train, noise-aware, shot-aware)"),
     ],
 )
 def test_bad_sweep_options_are_one_line(

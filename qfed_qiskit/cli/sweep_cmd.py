@@ -22,7 +22,7 @@ def noise_sweep(
         str, typer.Option(help="Shots per evaluation; 'exact' for exact probabilities.")
     ] = "1e3,1e4,1e5,1e6,exact",
     devices: Annotated[str, typer.Option(help="Fake-device profiles, e.g. fake-torino.")] = "",
-    modes: Annotated[str, typer.Option(help="ideal-train and/or noise-aware.")] = (
+    modes: Annotated[str, typer.Option(help="ideal-train, noise-aware, shot-aware.")] = (
         "ideal-train,noise-aware"
     ),
     repeats: Annotated[int, typer.Option(help="Shot draws per cell.")] = 3,

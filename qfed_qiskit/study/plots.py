@@ -80,7 +80,8 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     left.set_ylabel("test accuracy (%)")
     left.set_title("Accuracy vs gate noise")
     left.grid(alpha=0.3)
-    left.legend(fontsize=8)
+    if left.get_legend_handles_labels()[0]:
+        left.legend(fontsize=8)
 
     finite = [s for s in shots_all if s > 0]
     exact_x = max(finite) * 10 if finite else 1.0
@@ -92,7 +93,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
             (r for r in level_rows if r["model"] == model and r["level"] == level),
             key=lambda r: (r["shots"] == 0, r["shots"]),
         )
-        style = "-" if model == "ideal" else "--"
+        style = {"ideal": "-"}.get(model, ":" if model.startswith("shot-aware") else "--")
         right.errorbar(
             [r["shots"] if r["shots"] else exact_x for r in points],
             [100 * r["accuracy_mean"] for r in points],
@@ -101,7 +102,9 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
             marker="o",
             capsize=3,
             color=f"C{i % 10}",
-            label=f"{'ideal-train' if model == 'ideal' else 'noise-aware'}, level {level:g}",
+            label=model
+            if model.startswith("shot-aware")
+            else (f"{'ideal-train' if model == 'ideal' else 'noise-aware'}, level {level:g}"),
         )
     right.set_xscale("log")
     if finite:

@@ -7,7 +7,10 @@ Modes (``--modes``):
   on the exact engine, :data:`TRAJECTORIES` per step, at any size: the exact torch density matrix
   takes about 0.4 s per step of the chunked 7-qubit L = 16 model here (float32), 10x the
   trajectories), evaluated
-  at its own level and every shot count (its level-0 model is the ideal one).
+  at its own level and every shot count (its level-0 model is the ideal one);
+* ``shot-aware``: one model per finite shot count ``S``, trained with ``S``-shot frequencies in
+  the forward pass and the exact gradient (``statevector`` kind with ``shots``), evaluated without
+  gate noise at every shot count.
 
 A *level* ``l`` is depolarizing noise with ``p1 = l`` after single-qubit gates, ``p2 = 10 l``
 after two-qubit gates and readout flips of ``10 l`` (the convention of
@@ -44,7 +47,7 @@ from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.files import atomic_write_bytes
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
 
-MODES = ("ideal-train", "noise-aware")
+MODES = ("ideal-train", "noise-aware", "shot-aware")
 MAX_LEVEL = 0.1
 """Largest level: its two-qubit and readout probabilities are 10 x the level, at most 1."""
 DEFAULT_LEVELS = (0.0, 1e-4, 1e-3, 3e-3, 1e-2)
@@ -213,30 +216,35 @@ def backend_toml(name: str, kind: str, noise: str | None, **keys: Any) -> str:
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """One model a sweep trains: ``mode`` at ``level`` (0 for ideal-train)."""
+    """One model a sweep trains: ``mode`` at ``level`` (0 for ideal-train) or with ``shots``."""
 
     mode: str
     level: float
+    shots: int = 0
 
     @property
     def key(self) -> str:
         """Folder name under ``train/``."""
+        if self.mode == "shot-aware":
+            return f"shot-aware-{self.shots}"
         return "ideal" if self.mode == "ideal-train" else f"noise-aware-{_level_name(self.level)}"
 
 
 def trained_models(plan: SweepPlan) -> list[TrainedModel]:
     """The models of ``plan`` (the noise-aware model of level 0 is the ideal one, trained only
-    when the plan evaluates ideal training or level 0)."""
-    need_ideal = "ideal-train" in plan.modes or 0.0 in plan.levels
+    when the plan evaluates ideal training or noise-aware training at level 0)."""
+    need_ideal = "ideal-train" in plan.modes or ("noise-aware" in plan.modes and 0.0 in plan.levels)
     models = [TrainedModel("ideal-train", 0.0)] if need_ideal else []
     if "noise-aware" in plan.modes:
         models += [TrainedModel("noise-aware", lvl) for lvl in plan.levels if lvl > 0]
+    if "shot-aware" in plan.modes:
+        models += [TrainedModel("shot-aware", 0.0, shots=s) for s in plan.shots if s > 0]
     return models
 
 
 def evaluated_levels(plan: SweepPlan, model: TrainedModel) -> list[float]:
     """The levels a model is evaluated at: all for the ideal one, its own for a noise-aware one."""
-    if model.mode == "noise-aware":
+    if model.mode in ("noise-aware", "shot-aware"):
         return [model.level]
     if "ideal-train" in plan.modes:
         return list(plan.levels)
@@ -312,6 +320,11 @@ class Sweep:
 
     def training_backend(self, model: TrainedModel) -> str:
         """The backend profile (name or path) a model trains on."""
+        if model.mode == "shot-aware":
+            name = f"sweep-train-shots-{model.shots}"
+            return str(
+                self._profile_path(name, backend_toml(name, "statevector", None, shots=model.shots))
+            )
         if model.mode == "ideal-train" or model.level == 0:
             return "statevector"
         noise = self._noise(model.level)
