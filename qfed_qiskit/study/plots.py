@@ -25,6 +25,13 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _integer_x(*axes: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """``sweep.png``: accuracy vs noise level (left) and vs shots (right).
 
@@ -49,7 +56,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
             (r for r in level_rows if r["mode"] == mode and r["shots"] == best),
             key=lambda r: r["level"],
         )
-        if mode == "noise-aware":  # its level-0 point is the ideal model
+        if mode == "noise-aware" and points:  # its level-0 point is the ideal model
             points = [
                 r
                 for r in level_rows
@@ -114,7 +121,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     right.set_ylabel("test accuracy (%)")
     right.set_title("Accuracy vs shots")
     right.grid(alpha=0.3)
-    right.legend(fontsize=7, ncol=2)
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return _save(fig, path)
 
 
@@ -148,6 +155,7 @@ def plot_run(history: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     loss.set_title("Loss")
     loss.grid(alpha=0.3)
     loss.legend()
+    _integer_x(acc, loss)
     paths.append(_save(fig, out / "accuracy_loss.png"))
     if not federated:
         return paths
@@ -158,6 +166,7 @@ def plot_run(history: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     comm.set_xlabel("round")
     comm.set_ylabel("kB per round")
     comm.set_title("Communication")
+    comm.set_ylim(bottom=0)
     comm.grid(alpha=0.3)
     comm.legend()
     rejected.bar(xs, [r["clients_rejected"] for r in history], color="C3", label="rejected")
@@ -167,6 +176,8 @@ def plot_run(history: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     rejected.set_title("Clients accepted and rejected")
     rejected.grid(alpha=0.3)
     rejected.legend()
+    rejected.yaxis.get_major_locator().set_params(integer=True)
+    _integer_x(comm, rejected)
     paths.append(_save(fig, out / "clients_bytes.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -187,5 +198,6 @@ def plot_run(history: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     if clients:
         ax.legend(fontsize=8)
+    _integer_x(ax)
     paths.append(_save(fig, out / "client_lr.png"))
     return paths
