@@ -196,8 +196,10 @@ def plot_run(history: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     ax.set_ylabel("learning rate after the round")
     ax.set_title("Client learning rates")
     ax.grid(alpha=0.3)
-    if clients:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no client_lr in these metrics", ha="center", transform=ax.transAxes)
     _integer_x(ax)
     paths.append(_save(fig, out / "client_lr.png"))
     return paths
