@@ -15,14 +15,13 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_time import training_step
+from step_time import time_ms, training_step
 
 from qfed_qiskit.engines.density_matrix import DepolarizingNoise
 from qfed_qiskit.engines.statevector import StatevectorEngine
@@ -30,12 +29,6 @@ from qfed_qiskit.engines.trajectories import PauliTrajectoryEngine, ShotNoiseEng
 from qfed_qiskit.models import QuantumTrainModel
 
 NOISE = DepolarizingNoise(p1=1e-3, p2=1e-2, readout=1e-2)  # noise_models/depolarizing-1e-3.toml
-
-
-def _time(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1e3
 
 
 def main() -> None:
@@ -73,7 +66,7 @@ def main() -> None:
     samples: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(args.repeats):
         for name, fn in steps.items():
-            samples[name].append(_time(fn))
+            samples[name].append(time_ms(fn))
     med = {k: statistics.median(v) for k, v in samples.items()}
     exact = med["exact"]
     engine = variants["trajectories M=4"].engine

@@ -48,7 +48,8 @@ def _qnn_fn(model: QuantumTrainModel) -> Callable[[], None]:
     return step
 
 
-def _time(fn: Callable[[], None]) -> float:
+def time_ms(fn: Callable[[], None]) -> float:
+    """Milliseconds one call of ``fn`` takes."""
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1e3
@@ -86,7 +87,7 @@ def main() -> None:
     samples: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(args.repeats):  # interleaved, so machine noise hits all alike
         for name, fn in fns.items():
-            samples[name].append(_time(fn))
+            samples[name].append(time_ms(fn))
     med = {k: statistics.median(v) for k, v in samples.items()}
     ratio = med["qt"] / med["cnn"]
     print(

@@ -407,19 +407,14 @@ class Sweep:
 
         rows = []
         for li, level in enumerate(evaluated_levels(self.plan, model)):
-            todo = [
-                s
-                for s in self.plan.shots
-                if not self._cell(f"{model.key}-level-{_level_name(level)}-shots-{s}").is_file()
-            ]
-            loaded: Any = None
+            loaded: Any = None  # the exact distribution, computed once and only when needed
             for shots in self.plan.shots:
                 cell_id = f"{model.key}-level-{_level_name(level)}-shots-{shots}"
                 path = self._cell(cell_id)
                 if path.is_file():
                     rows.append(json.loads(path.read_text(encoding="utf-8")))
                     continue
-                if loaded is None and todo:
+                if loaded is None:
                     loaded = self._exact_noisy(run, model, level)
                 qt, probs = loaded
                 if shots:
