@@ -1,0 +1,38 @@
+"""The noise-study benchmark scripts run and end with their JSON line (tiny settings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _last_json(*args: str) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def test_noise_aware_step_benchmark_runs() -> None:
+    """benchmarks/noise_aware_step.py prints the ratio of every variant to the exact step."""
+    out = _last_json(
+        "benchmarks/noise_aware_step.py", "--blocks", "1", "--chunk-size", "1024",
+        "--batch", "8", "--repeats", "1", "--warmup", "1",
+    )  # fmt: skip
+    assert {"trajectories M=4 ratio", "shot-aware 4096 ratio", "exact_step_ms"} <= set(out)
+
+
+@pytest.mark.ibm
+def test_hardware_cost_benchmark_runs() -> None:
+    """benchmarks/hardware_cost.py prints QPU seconds per step for both models."""
+    out = _last_json("benchmarks/hardware_cost.py", "--rounds", "1", "--clients", "2")
+    paper = out["paper (13 qubits)"]
+    assert isinstance(paper, dict) and paper["qubits"] == 13 and paper["qpu_s_per_step"] > 0
