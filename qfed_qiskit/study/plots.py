@@ -92,10 +92,24 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
     finite = [s for s in shots_all if s > 0]
     exact_x = max(finite) * 10 if finite else 1.0
+
+    def shot_budget(model: str) -> int:
+        return int(model.rsplit("-", 1)[1]) if model.startswith("shot-aware") else 0
+
+    shot_models = sorted(
+        {r["model"] for r in level_rows if shot_budget(r["model"])}, key=shot_budget
+    )
     for model, level in sorted(
-        {(r["model"], r["level"]) for r in level_rows}, key=lambda k: (k[1], k[0] != "ideal")
+        {(r["model"], r["level"]) for r in level_rows},
+        key=lambda k: (k[1], k[0] != "ideal", shot_budget(k[0])),
     ):
-        i = levels.index(level)  # one colour per level: solid ideal-train, dashed noise-aware
+        # One colour per level (solid ideal-train, dashed noise-aware); shot-aware models, dotted,
+        # get colours of their own after the levels'.
+        i = (
+            levels.index(level)
+            if not shot_budget(model)
+            else len(levels) + shot_models.index(model)
+        )
         points = sorted(
             (r for r in level_rows if r["model"] == model and r["level"] == level),
             key=lambda r: (r["shots"] == 0, r["shots"]),
