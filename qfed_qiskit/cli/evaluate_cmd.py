@@ -44,10 +44,13 @@ def evaluate(
         typer.echo(json.dumps(report, sort_keys=True))
         return
     spread = f" ± {report['accuracy_std']:.2%}" if report["repeats"] > 1 else ""
-    Console().print(
-        f"[bold]{report['backend']}[/] ({report['method']}): test accuracy "
-        f"[bold green]{report['accuracy_mean']:.2%}{spread}[/] over {report['repeats']} "
-        f"repeat(s), exact {report['exact_accuracy']:.2%}; TV distance "
-        f"{report['tv_distance_mean']:.4f}, weight error {report['weight_rel_l2_mean']:.2%}"
+    shots = "exact probabilities" if not report["shots"] else f"{report['shots']:,} shots"
+    repeats = f" × {report['repeats']}" if report["repeats"] > 1 else ""
+    Console(soft_wrap=True).print(  # one line, however narrow the terminal
+        f"[bold]{report['backend']}[/], {shots}{repeats}: test accuracy "
+        f"[bold green]{report['accuracy_mean']:.2%}{spread}[/] "
+        f"(exact {report['exact_accuracy']:.2%}); "
+        f"TV distance {report['tv_distance_mean']:.3f}, weight error "
+        f"{report['weight_rel_l2_mean']:.0%}; {report['method']}"
     )
     Console().print(f"report: {path}")
