@@ -44,10 +44,10 @@ def evaluate(
         typer.echo(json.dumps(report, sort_keys=True))
         return
     spread = f" ± {report['accuracy_std']:.2%}" if report["repeats"] > 1 else ""
-    shots = "exact probabilities" if not report["shots"] else f"{report['shots']:,} shots"
-    repeats = f" × {report['repeats']}" if report["repeats"] > 1 else ""
+    measured = "exact probabilities" if not report["shots"] else f"{report['shots']:,} shots"
+    times = f" × {report['repeats']}" if report["repeats"] > 1 else ""
     Console(soft_wrap=True).print(  # one line, however narrow the terminal
-        f"[bold]{report['backend']}[/], {shots}{repeats}: test accuracy "
+        f"[bold]{report['backend']}[/], {measured}{times}: test accuracy "
         f"[bold green]{report['accuracy_mean']:.2%}{spread}[/] "
         f"(exact {report['exact_accuracy']:.2%}); "
         f"TV distance {report['tv_distance_mean']:.3f}, weight error "
