@@ -226,6 +226,16 @@ class TrainConfig:
             data.pop("extra")
         return data
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (as stored in summaries and checkpoints).
+
+        Raises:
+            TypeError: For a key that is not a setting (written by another version).
+            ConfigError: For a value the settings refuse.
+        """
+        return cls(**{k: v for k, v in data.items() if k != "extra"})
+
     def fingerprint(self, *, ignore: tuple[str, ...] = ("out", "data_dir", "extra")) -> str:
         """Stable hash of the settings that define the result (for refusing a mismatched resume)."""
         data = {k: v for k, v in self.to_dict().items() if k not in ignore}

@@ -199,7 +199,7 @@ def _stored_fingerprint(stored: Mapping[str, Any], *, recorded: str) -> str:
     read (a setting it does not know) keeps the ``recorded`` fingerprint, which will not match.
     """
     try:
-        config = TrainConfig(**{k: v for k, v in stored.items() if k != "extra"})
+        config = TrainConfig.from_dict(stored)
     except (TypeError, ConfigError):  # a setting this version does not know, or now refuses
         return recorded
     return resume_fingerprint(config)

@@ -147,7 +147,6 @@ class EmbeddedTransport:
     """
 
     name = "embedded"
-    timeout_scope = "client"
     concurrent = False
 
     def __init__(

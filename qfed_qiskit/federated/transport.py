@@ -62,9 +62,6 @@ class Transport(Protocol):
     name: str
     """The runtime's name as written to ``summary.json`` (``"embedded"``, ``"flower"``)."""
 
-    timeout_scope: str
-    """What ``round_timeout`` bounds, for messages: ``"client"`` or ``"round"``."""
-
     concurrent: bool
     """Whether the tasks of a round run side by side. After a fatal reply the loop still collects
     the replies of a concurrent transport (that work is under way, maybe paid for) and stops

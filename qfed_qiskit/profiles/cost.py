@@ -227,11 +227,10 @@ def estimate_cost(
     per_step = 0
     if qt and prof.uses_sampler:
         if circuit is None:
-            from qfed_qiskit.models.quantum_train import target_circuit
+            from qfed_qiskit.circuits import qt_ansatz
+            from qfed_qiskit.training.builders import qt_sizing
 
-            circuit = target_circuit(
-                chunk_size=config.chunk_size, blocks=config.blocks, activation=config.activation
-            )
+            circuit = qt_ansatz(qt_sizing(config).num_qubits, config.blocks)
         per_step = circuits_per_step(prof, circuit)
     shots = prof.shots if prof.uses_sampler else 0
     steps = training_steps(config, train_size=train_size)

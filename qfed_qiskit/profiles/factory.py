@@ -362,12 +362,9 @@ def engine_factory_for(
     if profile.kind == "statevector" and profile.noise is None and not profile.shots:
         return None
     if config is not None and profile.kind == "density-matrix":
-        from qfed_qiskit.models.quantum_train import target_sizing
+        from qfed_qiskit.training.builders import qt_sizing
 
-        sizing = target_sizing(
-            chunk_size=config.chunk_size, blocks=config.blocks, activation=config.activation
-        )
-        _check_density_qubits(sizing.num_qubits, profile)
+        _check_density_qubits(qt_sizing(config).num_qubits, profile)
     return ProfileEngineFactory(
         profile,
         dtype=config.dtype if config is not None else "float32",

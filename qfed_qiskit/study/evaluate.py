@@ -31,6 +31,7 @@ from torch.utils.data import TensorDataset
 from qfed_qiskit.config import TrainConfig
 from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.profiles.schema import BackendProfile
+from qfed_qiskit.training.builders import qt_sizing
 
 AER_DENSITY_MATRIX_MAX_QUBITS = 14
 """Largest circuit whose noisy probabilities are computed as an exact Aer density matrix here
@@ -59,7 +60,7 @@ class TrainedRun:
 
 def _config_of(stored: Mapping[str, Any], where: Path) -> TrainConfig:
     try:
-        return TrainConfig(**{k: v for k, v in stored.items() if k != "extra"})
+        return TrainConfig.from_dict(stored)
     except (TypeError, QFedInputError) as exc:
         raise QFedInputError(
             f"{where}: its config cannot be read by this version ({exc})"
@@ -413,17 +414,10 @@ def run_evaluation(
 
     trained = load_trained_run(run)
     check_repeats(repeats)
-    simulation_method(profile, _num_qubits(trained.config))  # size problems before loading data
+    # Size problems before loading data.
+    simulation_method(profile, qt_sizing(trained.config).num_qubits)
     test = load_test_set(trained.config, data_dir)
     report = evaluate_on_backend(trained, profile, test=test, repeats=repeats, seed=seed)
     path = eval_path(trained.path, profile, profile.shots)
     atomic_write_bytes(path, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
     return report, path
-
-
-def _num_qubits(config: TrainConfig) -> int:
-    from qfed_qiskit.models.quantum_train import target_sizing
-
-    return target_sizing(
-        chunk_size=config.chunk_size, blocks=config.blocks, activation=config.activation
-    ).num_qubits

@@ -260,14 +260,6 @@ def _write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _num_qubits(config: TrainConfig) -> int:
-    from qfed_qiskit.models.quantum_train import target_sizing
-
-    return target_sizing(
-        chunk_size=config.chunk_size, blocks=config.blocks, activation=config.activation
-    ).num_qubits
-
-
 class Sweep:
     """One sweep folder: its plan, profiles, trained models and cells (see the module docstring).
 
@@ -289,7 +281,6 @@ class Sweep:
         self.out = Path(out)
         self.cb = callback or NullCallback()
         self.data_dir = data_dir
-        self.qubits = _num_qubits(plan.config)
         if self.out.exists() and not self.out.is_dir():
             raise QFedInputError(f"--out {self.out} is a file; expected a folder")
         stored = self.out / "sweep.json"
@@ -374,20 +365,14 @@ class Sweep:
             self._test = load_test_set(self.plan.config, self.data_dir)
         return self._test
 
-    def _exact_noisy(self, run: Path, model: TrainedModel, level: float) -> Any:
-        """Exact probabilities of ``model`` at ``level`` (computed once, kept in probs/)."""
+    def _exact_noisy(self, qt: Any, model: TrainedModel, level: float) -> Any:
+        """Exact probabilities of the trained ``qt`` at ``level`` (computed once, in probs/)."""
         from qfed_qiskit.profiles import load_backend_profile
-        from qfed_qiskit.study.evaluate import (
-            backend_probabilities,
-            load_trained_run,
-            trained_model,
-        )
+        from qfed_qiskit.study.evaluate import backend_probabilities
 
         path = self.out / "probs" / f"{model.key}-level-{_level_name(level)}.npy"
-        trained = load_trained_run(run)
-        qt = trained_model(trained)
         if path.is_file():
-            return qt, np.load(path)
+            return np.load(path)
         profile = load_backend_profile(self.evaluation_backend(level))
         self.cb.on_message(f"sweep: exact probabilities of {model.key} at level {level:g}")
         probs, _ = backend_probabilities(
@@ -396,27 +381,39 @@ class Sweep:
         buf = io.BytesIO()
         np.save(buf, probs[0])
         atomic_write_bytes(path, buf.getvalue())
-        return qt, probs[0]
+        return probs[0]
 
     def _cell(self, cell_id: str) -> Path:
         return self.out / "cells" / f"{cell_id}.json"
 
+    def _finished(self, cell_id: str) -> dict[str, Any] | None:
+        """The row of a cell finished earlier (None: not yet)."""
+        path = self._cell(cell_id)
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
     def evaluate_levels(self, model: TrainedModel, run: Path) -> list[dict[str, Any]]:
         """Every (level, shots) cell of ``model``."""
-        from qfed_qiskit.study.evaluate import sample_frequencies, score_probabilities
+        from qfed_qiskit.study.evaluate import (
+            load_trained_run,
+            sample_frequencies,
+            score_probabilities,
+            trained_model,
+        )
 
         rows = []
+        qt: Any = None  # the trained model, loaded once and only when a cell needs it
         for li, level in enumerate(evaluated_levels(self.plan, model)):
-            loaded: Any = None  # the exact distribution, computed once and only when needed
+            probs: Any = None  # the exact distribution, computed once and only when needed
             for shots in self.plan.shots:
                 cell_id = f"{model.key}-level-{_level_name(level)}-shots-{shots}"
-                path = self._cell(cell_id)
-                if path.is_file():
-                    rows.append(json.loads(path.read_text(encoding="utf-8")))
+                finished = self._finished(cell_id)
+                if finished is not None:
+                    rows.append(finished)
                     continue
-                if loaded is None:
-                    loaded = self._exact_noisy(run, model, level)
-                qt, probs = loaded
+                if qt is None:
+                    qt = trained_model(load_trained_run(run))
+                if probs is None:
+                    probs = self._exact_noisy(qt, model, level)
                 if shots:
                     seeds = [self.plan.seed, li, shots, int(level * 1e9)]
                     draws = sample_frequencies(
@@ -435,7 +432,7 @@ class Sweep:
                     "repeats": len(draws),
                     **score_probabilities(qt, draws, self.test_set()),
                 }
-                _write_json(path, row)
+                _write_json(self._cell(cell_id), row)
                 self.cb.on_message(
                     f"sweep: {cell_id}: accuracy {row['accuracy_mean']:.4f} "
                     f"(exact {row['exact_accuracy']:.4f})"
@@ -451,9 +448,9 @@ class Sweep:
         rows = []
         for device in self.plan.devices:
             cell_id = f"{model.key}-device-{device}"
-            path = self._cell(cell_id)
-            if path.is_file():
-                rows.append(json.loads(path.read_text(encoding="utf-8")))
+            finished = self._finished(cell_id)
+            if finished is not None:
+                rows.append(finished)
                 continue
             self.cb.on_message(f"sweep: {model.key} on {device}")
             profile = load_backend_profile(device)
@@ -485,7 +482,7 @@ class Sweep:
                     )
                 },
             }
-            _write_json(path, row)
+            _write_json(self._cell(cell_id), row)
             rows.append(row)
         return rows
 

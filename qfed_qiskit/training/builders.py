@@ -15,10 +15,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from qfed_qiskit.circuits.sizing import QTSizing
 from qfed_qiskit.config import DEFAULT_BACKEND, TrainConfig
 from qfed_qiskit.engines.base import torch_dtype
 from qfed_qiskit.models.cnn import TargetCNN
 from qfed_qiskit.models.quantum_train import EngineFactory, QuantumTrainModel
+
+
+def qt_sizing(config: TrainConfig) -> QTSizing:
+    """Qubits, chunks and angles of the QT model ``config`` builds (the paper's target CNN)."""
+    from qfed_qiskit.models.quantum_train import target_sizing
+
+    return target_sizing(
+        chunk_size=config.chunk_size, blocks=config.blocks, activation=config.activation
+    )
 
 
 def seed_all(seed: int) -> None:

@@ -24,7 +24,6 @@ from qfed_qiskit.federated.transport import FitReply, FitTask
 from qfed_qiskit.runtimes.flower import conversions as conv
 from qfed_qiskit.runtimes.flower.task import (
     AppSettings,
-    client_shards,
     engine_factory,
     global_model,
     load_data,
@@ -159,7 +158,6 @@ class FlowerTransport:
     """
 
     name = "flower"
-    timeout_scope = "round"
     concurrent = True
 
     def __init__(self, grid: Grid, nodes: dict[int, int], *, poll_s: float = POLL_S) -> None:
@@ -196,7 +194,15 @@ class FlowerTransport:
 
 
 def _shard_sizes(settings: AppSettings) -> list[int]:
-    return [len(shard) for shard in client_shards(settings)]
+    """Samples per client, from the partition of the labels (the server needs no shard copies)."""
+    from qfed_qiskit.data.partition import client_partition
+
+    config = settings.config
+    train, _ = load_data(settings)
+    labels = train.tensors[1].numpy()
+    return [
+        len(p) for p in client_partition(config.partition, labels, config.clients, seed=config.seed)
+    ]
 
 
 def run_server(
