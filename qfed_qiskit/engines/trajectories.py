@@ -44,6 +44,7 @@ from qfed_qiskit.engines.density_matrix import DepolarizingNoise
 from qfed_qiskit.engines.program import GateProgram, compile_circuit
 from qfed_qiskit.engines.statevector import _COMPLEX, _default_threads, _ProbabilitiesFunction
 from qfed_qiskit.exceptions import QFedInputError
+from qfed_qiskit.quantum.results import as_distribution
 
 _PAULI_ANGLES = {
     "x": (math.pi, 0.0, math.pi, 0.0),
@@ -226,8 +227,7 @@ class ShotNoiseEngine(QNNEngine):
 
     def _forward(self, theta: torch.Tensor) -> torch.Tensor:
         probs: torch.Tensor = self.inner(theta)
-        p = np.clip(probs.detach().cpu().numpy().astype(np.float64), 0.0, None)
-        p = p / p.sum()
+        p = as_distribution(probs.detach().cpu().numpy())
         if self.seed is None:
             rng = np.random.default_rng()
         else:

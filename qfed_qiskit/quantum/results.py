@@ -172,6 +172,14 @@ def bitarray_probabilities(bits: BitArray) -> NDArray[np.float64]:
     return out
 
 
+def as_distribution(probs: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``probs`` (last axis) with rounding's small negatives clipped and the sum made 1, for
+    drawing shots."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, None)
+    out: NDArray[np.float64] = p / p.sum(axis=-1, keepdims=True)
+    return out
+
+
 def sample_bitarray(
     probs: NDArray[np.float64],
     shots: int,
@@ -186,8 +194,7 @@ def sample_bitarray(
     For circuits whose measurements are all at the end, this is distributed exactly as running
     the circuit ``shots`` times (Aer does the same "measurement sampling" from its final state).
     """
-    p = np.clip(probs, 0.0, None)
-    p = p / p.sum(axis=1, keepdims=True)
+    p = as_distribution(probs)
     counts = rng.multinomial(shots, p)
     dim = p.shape[1]
     outcomes = np.stack([np.repeat(np.arange(dim), row) for row in counts])

@@ -305,9 +305,10 @@ def sample_frequencies(
     probabilities: NDArray[np.float64], shots: int, repeats: int, rng: np.random.Generator
 ) -> NDArray[np.float64]:
     """``repeats`` frequency vectors of ``shots`` draws from one exact distribution."""
-    p = np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, None)
-    p = p / p.sum()
-    out: NDArray[np.float64] = rng.multinomial(shots, p, size=repeats) / shots
+    from qfed_qiskit.quantum.results import as_distribution
+
+    counts = rng.multinomial(shots, as_distribution(probabilities), size=repeats)
+    out: NDArray[np.float64] = counts / shots
     return out
 
 
