@@ -61,11 +61,6 @@ class RetryPolicy:
         return self.backoff_s * self.factor ** max(0, attempt - 2)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether another attempt may succeed (network, queue, session and job failures)."""
-    return not isinstance(exc, PERMANENT_ERRORS)
-
-
 def _needs_new_session(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}".lower()
     return "closed" in text or "invalidstate" in text
@@ -237,10 +232,6 @@ class StoredJob:
     def result(self) -> Any:
         """The stored result."""
         return self._result
-
-    def done(self) -> bool:
-        """Always true."""
-        return True
 
 
 class ManagedJob:
