@@ -5,9 +5,8 @@ Modes (``--modes``):
 * ``ideal-train``: one model trained on the exact engine, evaluated at every level and shot count;
 * ``noise-aware``: one model per level > 0, trained with that level's noise (Pauli trajectories
   on the exact engine, :data:`TRAJECTORIES` per step, at any size: the exact torch density matrix
-  takes about 0.4 s per step of the chunked 7-qubit L = 16 model here (float32), 10x the
-  trajectories), evaluated
-  at its own level and every shot count (its level-0 model is the ideal one);
+  takes about 100 ms per step of the chunked 7-qubit L = 16 model here, 8x the trajectories),
+  evaluated at its own level and every shot count (its level-0 model is the ideal one);
 * ``shot-aware``: one model per finite shot count ``S``, trained with ``S``-shot frequencies in
   the forward pass and the exact gradient (``statevector`` kind with ``shots``), evaluated without
   gate noise at every shot count.
