@@ -200,6 +200,7 @@ def test_run_config_round_trip_and_unset_values() -> None:
         ({"epochs": 3}, "'epochs' is not a Flower run-config key"),
         ({"colour": "red"}, "unknown key 'colour'"),
         ({"partition": "dirichlet:-1"}, "partition="),
+        ({"resume": "yes"}, "resume='yes' (expected true or false)"),
     ],
 )
 def test_run_config_rejects_bad_values(override: dict[str, Any], expected: str) -> None:
