@@ -73,12 +73,16 @@ def simulate_state(
 @contextmanager
 def _threads(threads: int) -> Iterator[None]:
     """Run the parallel kernels inside the block on ``threads`` numba threads."""
+    torch_threads = torch.get_num_threads()  # first: numba's first call may change it
     previous = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     try:
         yield
     finally:
         numba.set_num_threads(previous)
+        # numba's OpenMP layer sets the calling thread's OpenMP thread count, which is torch's
+        # too: without this, one QNN call would silently undo torch.set_num_threads.
+        torch.set_num_threads(torch_threads)
 
 
 class _ProbabilitiesFunction(torch.autograd.Function):
