@@ -10,7 +10,12 @@ from qiskit.quantum_info import Statevector
 
 from qfed_qiskit.circuits import qt_ansatz
 from qfed_qiskit.engines import compile_circuit
-from qfed_qiskit.engines.statevector import StatevectorEngine
+from qfed_qiskit.engines.program import fuse_program
+from qfed_qiskit.engines.statevector import (
+    StatevectorEngine,
+    _ProbabilitiesFunction,
+    simulate_state,
+)
 from qfed_qiskit.exceptions import CircuitError, QFedInputError
 
 
@@ -135,6 +140,93 @@ def test_gradient_matches_finite_differences_13_qubits(rng: np.random.Generator)
             up = float((engine(theta + shift) * weights).sum())
             down = float((engine(theta - shift) * weights).sum())
         assert abs((up - down) / (2 * eps) - float(theta.grad[i])) < 1e-6
+
+
+def _fusable_circuit() -> QuantumCircuit:
+    """Runs of gates on one target across controls, constants, repeated parameters."""
+    p = ParameterVector("p", 9)
+    qc = QuantumCircuit(5)
+    qc.u(p[0], p[1], p[2], 1)
+    qc.h(3)
+    qc.cu(p[3], p[4], p[5], 0.3, 0, 1)
+    qc.rz(p[6], 1)
+    qc.crx(2 * p[7] - 0.5, 0, 1)
+    qc.cx(4, 3)
+    qc.ry(p[8], 3)
+    qc.t(0)
+    qc.cu(p[0], p[8], -p[2], 0.0, 2, 0)
+    qc.s(0)
+    qc.cz(1, 0)
+    qc.cry(p[1], 3, 4)
+    qc.p(p[6], 4)
+    return qc
+
+
+_FUSED_CASES = [
+    pytest.param(_fusable_circuit(), 0, id="fusable"),
+    pytest.param(_fusable_circuit(), 2, id="fusable-rotated"),
+    pytest.param(_mixed_gate_circuit(), 1, id="all-gates-rotated"),
+    pytest.param(qt_ansatz(4, 2), 2, id="qt-4q-rotated"),
+    pytest.param(qt_ansatz(1, 3), 0, id="qt-1q"),
+]
+
+
+def test_fusion_halves_the_qt_ansatz() -> None:
+    """U3 on qubit q+1 and the CU3 onto it are one operation: 13 per block at 13 qubits."""
+    fused = fuse_program(compile_circuit(qt_ansatz(13, 4)))
+    assert fused.num_operations == 13 * 4 + 1
+    lo = np.minimum(fused.target, np.where(fused.control < 0, 99, fused.control))
+    assert np.all(lo[fused.kind == 0] >= 5)  # the layout changes keep runs long
+    assert np.count_nonzero(fused.kind == 1) > 0
+
+
+@pytest.mark.parametrize(("circuit", "rotation"), _FUSED_CASES)
+def test_fused_program_matches_qiskit(
+    circuit: QuantumCircuit, rotation: int, rng: np.random.Generator
+) -> None:
+    """Fused operations and layout changes give Qiskit's Statevector to 1e-10."""
+    fused = fuse_program(compile_circuit(circuit), rotation=rotation)
+    assert fused.num_operations < compile_circuit(circuit).num_gates
+    assert (np.count_nonzero(fused.kind == 1) > 0) == (rotation > 0)
+    theta = rng.uniform(-np.pi, np.pi, circuit.num_parameters)
+    state = simulate_state(fused, theta)
+    np.testing.assert_allclose(state, _reference(circuit, theta), atol=1e-10)
+    state32 = simulate_state(fused, theta, dtype=np.complex64)
+    assert state32.dtype == np.complex64
+    np.testing.assert_allclose(state32, _reference(circuit, theta), atol=1e-5)
+
+
+@pytest.mark.parametrize(("circuit", "rotation"), _FUSED_CASES)
+def test_fused_program_gradcheck(
+    circuit: QuantumCircuit, rotation: int, rng: np.random.Generator
+) -> None:
+    """Per-angle adjoint gradients through fused factors and layout changes pass gradcheck."""
+    fused = fuse_program(compile_circuit(circuit), rotation=rotation)
+    theta = torch.tensor(rng.uniform(-np.pi, np.pi, circuit.num_parameters), requires_grad=True)
+
+    def probs(t: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = _ProbabilitiesFunction.apply(t, fused, 1)
+        return out
+
+    assert torch.autograd.gradcheck(probs, (theta,), eps=1e-6, atol=1e-7)
+
+
+def test_fused_and_unfused_programs_agree(rng: np.random.Generator) -> None:
+    """Fused and gate-by-gate kernels give the same probabilities and gradients (13 qubits)."""
+    qc = qt_ansatz(13, 2)
+    program = compile_circuit(qc)
+    fused = fuse_program(program)
+    theta = torch.tensor(rng.uniform(-np.pi, np.pi, qc.num_parameters), requires_grad=True)
+    weights = torch.tensor(rng.normal(size=2**13))
+    results = []
+    for prog in (program, fused):
+        theta.grad = None
+        probs = _ProbabilitiesFunction.apply(theta, prog, 1)
+        (probs * weights).sum().backward()
+        assert theta.grad is not None
+        results.append((probs.detach().clone(), theta.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-10, rtol=0)
 
 
 def test_unsupported_gate_is_rejected() -> None:

@@ -103,14 +103,15 @@ def _pair_index(k, lo, hi, lo_mask, hi_mask, ctrl_bit, tgt_bit):
 
 
 @numba.njit(cache=_CACHE, inline="always")
-def _layout(target, control):
+def _layout(target, control, cval=1):
     # Positions of the zero bits to insert. An uncontrolled gate inserts one zero bit; we still
     # insert two (at the target and at bit 62, never set) so both cases share one loop body.
+    # ``cval`` is the value of the control bit on the pairs visited.
     if control < 0:
         return target, 62, (1 << target) - 1, (1 << 62) - 1, 0, 1 << target
     lo = min(target, control)
     hi = max(target, control)
-    return lo, hi, (1 << lo) - 1, (1 << hi) - 1, 1 << control, 1 << target
+    return lo, hi, (1 << lo) - 1, (1 << hi) - 1, cval << control, 1 << target
 
 
 @numba.njit(cache=_CACHE)
@@ -191,8 +192,8 @@ def _run_adjoint(pr, pi, lr, li, i0, i1, run, u, acc):
 
 
 @numba.njit(cache=_CACHE, inline="always")
-def _chunk_apply(re, im, m, target, control, start, stop):
-    lo, hi, lo_mask, hi_mask, cbit, tbit = _layout(target, control)
+def _chunk_apply(re, im, m, target, control, start, stop, cval=1):
+    lo, hi, lo_mask, hi_mask, cbit, tbit = _layout(target, control, cval)
     lob = 1 << lo
     k = start
     while k < stop:
@@ -203,8 +204,8 @@ def _chunk_apply(re, im, m, target, control, start, stop):
 
 
 @numba.njit(cache=_CACHE, fastmath=True, inline="always")
-def _chunk_adjoint(pr, pi, lr, li, u, target, control, start, stop, acc):
-    lo, hi, lo_mask, hi_mask, cbit, tbit = _layout(target, control)
+def _chunk_adjoint(pr, pi, lr, li, u, target, control, start, stop, acc, cval=1):
+    lo, hi, lo_mask, hi_mask, cbit, tbit = _layout(target, control, cval)
     lob = 1 << lo
     k = start
     while k < stop:
@@ -298,3 +299,277 @@ def adjoint(num_qubits, targets, controls, pidx, coeff, offset, theta, pr, pi, l
                 continue
             val = d[s, 0, 0] * m[0] + d[s, 0, 1] * m[1] + d[s, 1, 0] * m[2] + d[s, 1, 1] * m[3]
             grad[i] += 2.0 * coeff[g, s] * val.real
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused programs (see program.FusedProgram): each operation is the multiplexed gate
+# |0><0|_c (x) A_0 + |1><1|_c (x) A_1 built from several factor gates, and layout changes.
+
+
+@numba.njit(cache=_CACHE, inline="always")
+def _matmul2(a, b, out):
+    # out = a @ b for 2x2 complex matrices (out may not alias a or b).
+    out[0, 0] = a[0, 0] * b[0, 0] + a[0, 1] * b[1, 0]
+    out[0, 1] = a[0, 0] * b[0, 1] + a[0, 1] * b[1, 1]
+    out[1, 0] = a[1, 0] * b[0, 0] + a[1, 1] * b[1, 0]
+    out[1, 1] = a[1, 0] * b[0, 1] + a[1, 1] * b[1, 1]
+
+
+@numba.njit(cache=_CACHE)
+def _factor_matrices(theta, pidx, coeff, offset, controlled, start, stop, gm, a):
+    """Factor matrices ``gm[k]`` and the branch products ``a[0] = A_0``, ``a[1] = A_1``."""
+    tmp = np.empty((2, 2), dtype=np.complex128)
+    for b in range(2):
+        a[b, 0, 0] = 1.0
+        a[b, 0, 1] = 0.0
+        a[b, 1, 0] = 0.0
+        a[b, 1, 1] = 1.0
+    for k in range(start, stop):
+        g = gate_matrix(_angles(theta, pidx, coeff, offset, k))
+        gm[k - start] = g
+        for b in range(controlled[k], 2):
+            _matmul2(g, a[b], tmp)
+            a[b] = tmp
+
+
+@numba.njit(cache=_CACHE, fastmath=True)
+def _adjoint_serial_cv(pr, pi, lr, li, u, target, control, cval, npairs, acc):
+    step = (npairs + REDUCE_CHUNKS - 1) // REDUCE_CHUNKS
+    for ch in range(REDUCE_CHUNKS):
+        _chunk_adjoint(
+            pr,
+            pi,
+            lr,
+            li,
+            u,
+            target,
+            control,
+            ch * step,
+            min(npairs, (ch + 1) * step),
+            acc[ch],
+            cval,
+        )
+
+
+@numba.njit(cache=_CACHE, fastmath=True, parallel=True)
+def _adjoint_parallel_cv(pr, pi, lr, li, u, target, control, cval, npairs, acc):
+    step = (npairs + REDUCE_CHUNKS - 1) // REDUCE_CHUNKS
+    for ch in prange(REDUCE_CHUNKS):
+        _chunk_adjoint(
+            pr,
+            pi,
+            lr,
+            li,
+            u,
+            target,
+            control,
+            ch * step,
+            min(npairs, (ch + 1) * step),
+            acc[ch],
+            cval,
+        )
+
+
+@numba.njit(cache=_CACHE, parallel=True)
+def _apply_parallel_cv(re, im, m, target, control, cval, npairs):
+    step = (npairs + REDUCE_CHUNKS - 1) // REDUCE_CHUNKS
+    for ch in prange(REDUCE_CHUNKS):
+        _chunk_apply(re, im, m, target, control, ch * step, min(npairs, (ch + 1) * step), cval)
+
+
+@numba.njit(cache=_CACHE)
+def _apply_branch(re, im, m8, target, control, cval, npairs, parallel):
+    if parallel:
+        _apply_parallel_cv(re, im, m8, target, control, cval, npairs)
+    else:
+        _chunk_apply(re, im, m8, target, control, 0, npairs, cval)
+
+
+@numba.njit(cache=_CACHE)
+def _permute(src, dst, p):
+    for j in range(p.shape[0]):
+        dst[j] = src[p[j]]
+
+
+@numba.njit(cache=_CACHE)
+def simulate_fused(
+    num_qubits,
+    kind,
+    target,
+    control,
+    start,
+    stop,
+    pidx,
+    coeff,
+    offset,
+    controlled,
+    perms,
+    theta,
+    re,
+    im,
+    parallel,
+):
+    """Run a fused program on the state ``re + i im`` (modified in place).
+
+    ``parallel``: use the threaded kernels for large states (when numba has more than one thread;
+    results are the same either way).
+    """
+    m8 = np.empty(8, dtype=re.dtype)
+    a = np.empty((2, 2, 2), dtype=np.complex128)
+    gm = np.empty((max(1, int(np.max(stop - start))), 2, 2), dtype=np.complex128)
+    cur_r, cur_i = re, im
+    oth_r, oth_i = np.empty_like(re), np.empty_like(im)
+    swapped = False
+    for o in range(kind.shape[0]):
+        if kind[o] == 1:
+            p = perms[target[o]]
+            _permute(cur_r, oth_r, p)
+            _permute(cur_i, oth_i, p)
+            cur_r, oth_r = oth_r, cur_r
+            cur_i, oth_i = oth_i, cur_i
+            swapped = not swapped
+            continue
+        _factor_matrices(theta, pidx, coeff, offset, controlled, start[o], stop[o], gm, a)
+        t = target[o]
+        c = control[o]
+        if c < 0:
+            _split(a[1], m8)
+            npairs = 1 << (num_qubits - 1)
+            _apply_branch(
+                cur_r, cur_i, m8, t, c, 1, npairs, parallel and npairs >= PARALLEL_MIN_PAIRS
+            )
+            continue
+        npairs = 1 << (num_qubits - 2)
+        par = parallel and npairs >= PARALLEL_MIN_PAIRS
+        has0 = False
+        for k in range(start[o], stop[o]):
+            if controlled[k] == 0:
+                has0 = True
+        if has0:
+            _split(a[0], m8)
+            _apply_branch(cur_r, cur_i, m8, t, c, 0, npairs, par)
+        _split(a[1], m8)
+        _apply_branch(cur_r, cur_i, m8, t, c, 1, npairs, par)
+    if swapped:
+        re[:] = cur_r
+        im[:] = cur_i
+
+
+@numba.njit(cache=_CACHE)
+def _op_gradient(theta, pidx, coeff, offset, controlled, start, stop, gm, a, m, b, grad):
+    """Add the derivatives of branch ``b`` of one operation, given ``m[r, c] = Σ conj(λ_r) ψ_c``.
+
+    For factor ``k``, ``A_b = L G_k R`` (``R``: the factors before it, ``L = A_b (G_k R)^†``), so
+    ``Σ dA_b ⊙ M = Σ dG_k ⊙ (L^T M R^T)``.
+    """
+    r = np.eye(2, dtype=np.complex128)
+    p = np.empty((2, 2), dtype=np.complex128)
+    lm = np.empty((2, 2), dtype=np.complex128)
+    q = np.empty((2, 2), dtype=np.complex128)
+    for k in range(start, stop):
+        if b == 0 and controlled[k] == 1:
+            continue
+        g = gm[k - start]
+        _matmul2(g, r, p)
+        has_param = False
+        for s in range(4):
+            if pidx[k, s] >= 0:
+                has_param = True
+        if has_param:
+            # l = a[b] @ p^H; q = l^T m r^T
+            ph = np.conj(p.T)
+            lmat = np.empty((2, 2), dtype=np.complex128)
+            _matmul2(a[b], ph, lmat)
+            _matmul2(lmat.T.copy(), m, lm)
+            _matmul2(lm, r.T.copy(), q)
+            d = gate_derivatives(_angles(theta, pidx, coeff, offset, k))
+            for s in range(4):
+                i = pidx[k, s]
+                if i < 0:
+                    continue
+                val = d[s, 0, 0] * q[0, 0] + d[s, 0, 1] * q[0, 1]
+                val += d[s, 1, 0] * q[1, 0] + d[s, 1, 1] * q[1, 1]
+                grad[i] += 2.0 * coeff[k, s] * val.real
+        r[:] = p
+
+
+@numba.njit(cache=_CACHE)
+def _adjoint_branch(pr, pi, lr, li, a, u8, acc, m, t, c, cval, npairs, par):
+    _split(np.conj(a.T), u8)
+    acc[:] = 0
+    if par:
+        _adjoint_parallel_cv(pr, pi, lr, li, u8, t, c, cval, npairs, acc)
+    else:
+        _adjoint_serial_cv(pr, pi, lr, li, u8, t, c, cval, npairs, acc)
+    m[:] = 0
+    for ch in range(REDUCE_CHUNKS):
+        for j in range(4):
+            m[j // 2, j % 2] += complex(acc[ch, 2 * j], acc[ch, 2 * j + 1])
+
+
+@numba.njit(cache=_CACHE)
+def adjoint_fused(
+    num_qubits,
+    kind,
+    target,
+    control,
+    start,
+    stop,
+    pidx,
+    coeff,
+    offset,
+    controlled,
+    perms,
+    theta,
+    pr,
+    pi,
+    lr,
+    li,
+    grad,
+    parallel,
+):
+    """As :func:`adjoint`, for a fused program (all four state arrays are destroyed)."""
+    u8 = np.empty(8, dtype=pr.dtype)
+    acc = np.empty((REDUCE_CHUNKS, 8), dtype=pr.dtype)
+    a = np.empty((2, 2, 2), dtype=np.complex128)
+    m = np.empty((2, 2), dtype=np.complex128)
+    gm = np.empty((max(1, int(np.max(stop - start))), 2, 2), dtype=np.complex128)
+    bufs = np.empty((4, pr.shape[0]), dtype=pr.dtype)
+    cpr, cpi, clr, cli = pr, pi, lr, li
+    opr, opi, olr, oli = bufs[0], bufs[1], bufs[2], bufs[3]
+    for o in range(kind.shape[0] - 1, -1, -1):
+        if kind[o] == 1:
+            p = perms[control[o]]  # the inverse layout change
+            _permute(cpr, opr, p)
+            _permute(cpi, opi, p)
+            _permute(clr, olr, p)
+            _permute(cli, oli, p)
+            cpr, opr = opr, cpr
+            cpi, opi = opi, cpi
+            clr, olr = olr, clr
+            cli, oli = oli, cli
+            continue
+        _factor_matrices(theta, pidx, coeff, offset, controlled, start[o], stop[o], gm, a)
+        t = target[o]
+        c = control[o]
+        if c < 0:
+            npairs = 1 << (num_qubits - 1)
+            par = parallel and npairs >= PARALLEL_MIN_PAIRS
+            _adjoint_branch(cpr, cpi, clr, cli, a[1], u8, acc, m, t, c, 1, npairs, par)
+            _op_gradient(
+                theta, pidx, coeff, offset, controlled, start[o], stop[o], gm, a, m, 1, grad
+            )
+            continue
+        npairs = 1 << (num_qubits - 2)
+        par = parallel and npairs >= PARALLEL_MIN_PAIRS
+        has0 = False
+        for k in range(start[o], stop[o]):
+            if controlled[k] == 0:
+                has0 = True
+        if has0:
+            _adjoint_branch(cpr, cpi, clr, cli, a[0], u8, acc, m, t, c, 0, npairs, par)
+            _op_gradient(
+                theta, pidx, coeff, offset, controlled, start[o], stop[o], gm, a, m, 0, grad
+            )
+        _adjoint_branch(cpr, cpi, clr, cli, a[1], u8, acc, m, t, c, 1, npairs, par)
+        _op_gradient(theta, pidx, coeff, offset, controlled, start[o], stop[o], gm, a, m, 1, grad)

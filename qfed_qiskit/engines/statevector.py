@@ -16,7 +16,7 @@ from torch.autograd.function import once_differentiable
 
 from qfed_qiskit.engines import _kernels
 from qfed_qiskit.engines.base import QNNEngine
-from qfed_qiskit.engines.program import GateProgram, compile_circuit
+from qfed_qiskit.engines.program import FusedProgram, GateProgram, compile_circuit, fuse_program
 from qfed_qiskit.exceptions import QFedInputError
 
 _COMPLEX = {torch.float32: np.complex64, torch.float64: np.complex128}
@@ -30,8 +30,51 @@ def _default_threads() -> int:
     return max(1, int(env)) if env else 1
 
 
+def _fused_args(program: FusedProgram) -> tuple[Any, ...]:
+    return (
+        program.num_qubits,
+        program.kind,
+        program.target,
+        program.control,
+        program.start,
+        program.stop,
+        program.param_index,
+        program.coeff,
+        program.offset,
+        program.controlled,
+        program.perms,
+    )
+
+
+def _final_state(
+    program: GateProgram | FusedProgram, theta: NDArray[np.float64], real: Any, threads: int
+) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
+    """Real and imaginary parts of the final state, starting from ``|0…0⟩``."""
+    re = np.zeros(1 << program.num_qubits, dtype=real)
+    im = np.zeros_like(re)
+    re[0] = 1.0
+    theta = np.ascontiguousarray(theta, dtype=np.float64)
+    with _threads(threads):
+        if isinstance(program, FusedProgram):
+            args = (*_fused_args(program), theta, re, im, _parallel())
+            _kernels.simulate_fused(*args)
+        else:
+            _kernels.simulate(
+                program.num_qubits,
+                program.targets,
+                program.controls,
+                program.param_index,
+                program.coeff,
+                program.offset,
+                theta,
+                re,
+                im,
+            )
+    return re, im
+
+
 def simulate_state(
-    program: GateProgram,
+    program: GateProgram | FusedProgram,
     theta: NDArray[np.float64],
     *,
     dtype: Any = np.complex128,
@@ -40,7 +83,7 @@ def simulate_state(
     """Final statevector of ``program`` at angles ``theta``, starting from ``|0…0⟩``.
 
     Args:
-        program: Compiled circuit.
+        program: Compiled (or compiled and fused) circuit.
         theta: Angles, one per circuit parameter.
         dtype: ``np.complex64`` or ``np.complex128``.
         threads: Threads for large states (results do not depend on it).
@@ -49,21 +92,7 @@ def simulate_state(
         The ``2**n`` amplitudes in Qiskit's little-endian order.
     """
     real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
-    re = np.zeros(1 << program.num_qubits, dtype=real)
-    im = np.zeros_like(re)
-    re[0] = 1.0
-    with _threads(threads):
-        _kernels.simulate(
-            program.num_qubits,
-            program.targets,
-            program.controls,
-            program.param_index,
-            program.coeff,
-            program.offset,
-            np.ascontiguousarray(theta, dtype=np.float64),
-            re,
-            im,
-        )
+    re, im = _final_state(program, theta, real, threads)
     state: NDArray[np.complexfloating[Any, Any]] = np.empty(re.shape, dtype=dtype)
     state.real = re
     state.imag = im
@@ -85,48 +114,59 @@ def _threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(torch_threads)
 
 
+def _parallel() -> bool:
+    """Whether the fused kernels should use their threaded loops (more than one numba thread)."""
+    return bool(numba.get_num_threads() > 1)
+
+
 class _ProbabilitiesFunction(torch.autograd.Function):
     """``theta -> |U(theta)|0>|^2`` with an adjoint-method backward."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, theta: torch.Tensor, program: GateProgram, threads: int
+        ctx: Any, theta: torch.Tensor, program: GateProgram | FusedProgram, threads: int
     ) -> torch.Tensor:
         theta_np = theta.detach().cpu().numpy().astype(np.float64)
-        state = simulate_state(program, theta_np, dtype=_COMPLEX[theta.dtype], threads=threads)
-        probs = (state.real**2 + state.imag**2).astype(state.real.dtype)
+        real = np.float32 if theta.dtype == torch.float32 else np.float64
+        re, im = _final_state(program, theta_np, real, threads)
+        probs = re * re
+        probs += im * im
         ctx.program = program
         ctx.threads = threads
         ctx.theta_np = theta_np
-        ctx.state = state
+        ctx.state = (re, im)
         return torch.from_numpy(probs).to(theta.device)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_probs: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
-        program: GateProgram = ctx.program
-        state = ctx.state
-        g = grad_probs.detach().cpu().numpy().astype(state.real.dtype, copy=False)
-        pr = np.ascontiguousarray(state.real)
-        pi = np.ascontiguousarray(state.imag)
-        lr = g * pr
-        li = g * pi
+        program: GateProgram | FusedProgram = ctx.program
+        re, im = ctx.state
+        g = grad_probs.detach().cpu().numpy().astype(re.dtype, copy=False)
+        lr = g * re
+        li = g * im
+        pr = re.copy()  # the kernels destroy their inputs; ctx keeps the state for a rerun
+        pi = im.copy()
         grad = np.zeros(program.num_parameters, dtype=np.float64)
         with _threads(ctx.threads):
-            _kernels.adjoint(
-                program.num_qubits,
-                program.targets,
-                program.controls,
-                program.param_index,
-                program.coeff,
-                program.offset,
-                ctx.theta_np,
-                pr,
-                pi,
-                lr,
-                li,
-                grad,
-            )
+            if isinstance(program, FusedProgram):
+                args = (*_fused_args(program), ctx.theta_np, pr, pi, lr, li, grad, _parallel())
+                _kernels.adjoint_fused(*args)
+            else:
+                _kernels.adjoint(
+                    program.num_qubits,
+                    program.targets,
+                    program.controls,
+                    program.param_index,
+                    program.coeff,
+                    program.offset,
+                    ctx.theta_np,
+                    pr,
+                    pi,
+                    lr,
+                    li,
+                    grad,
+                )
         out = torch.from_numpy(grad).to(dtype=grad_probs.dtype, device=grad_probs.device)
         return out, None, None
 
@@ -134,9 +174,11 @@ class _ProbabilitiesFunction(torch.autograd.Function):
 class StatevectorEngine(QNNEngine):
     """Exact, differentiable simulation of a parameterised circuit on the CPU.
 
-    The circuit is compiled once into a flat program of (controlled) single-qubit gates that a
-    numba kernel runs; the backward pass is one adjoint sweep (memory ``O(2**n)``, cost about two
-    forward passes, independent of the number of parameters).
+    The circuit is compiled once into a flat program of (controlled) single-qubit gates, fused
+    into multiplexed operations (a gate joins the previous one on its target when it commutes back
+    to it, e.g. ``U3`` then ``CU3`` onto the same qubit: one pass over the state; see
+    :class:`~qfed_qiskit.engines.program.FusedProgram`) that a numba kernel runs; the backward
+    pass is one adjoint sweep (memory ``O(2**n)``, independent of the number of parameters).
 
     Args:
         circuit: Parameterised circuit; parameters are taken in ``circuit.parameters`` order.
@@ -163,6 +205,7 @@ class StatevectorEngine(QNNEngine):
             raise QFedInputError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.circuit = circuit
         self.program = compile_circuit(circuit)
+        self.fused = fuse_program(self.program)
         self.num_qubits = circuit.num_qubits
         self.num_parameters = circuit.num_parameters
         self.dtype = dtype
@@ -170,7 +213,7 @@ class StatevectorEngine(QNNEngine):
 
     def _forward(self, theta: torch.Tensor) -> torch.Tensor:
         theta = theta.to(self.dtype)
-        out: torch.Tensor = _ProbabilitiesFunction.apply(theta, self.program, self.threads)
+        out: torch.Tensor = _ProbabilitiesFunction.apply(theta, self.fused, self.threads)
         return out
 
     def statevector(
@@ -181,7 +224,7 @@ class StatevectorEngine(QNNEngine):
             theta.detach().cpu().numpy() if isinstance(theta, torch.Tensor) else theta,
             dtype=np.float64,
         )
-        return simulate_state(self.program, values, dtype=np.complex128, threads=self.threads)
+        return simulate_state(self.fused, values, dtype=np.complex128, threads=self.threads)
 
     def describe(self) -> dict[str, object]:
         return {
