@@ -232,7 +232,11 @@ class _Loop:
         else:
             self.cb.on_message(f"round {rnd} failed: {record['failure']}")
         set_parameters(self.model, self.global_arrays)
-        result = evaluate(self.model, self.test)
+        try:
+            result = evaluate(self.model, self.test)
+        except BackendError as exc:  # the replies are stored: a resumed run only evaluates
+            hint = RESUME_HINT.format(out=self.run_dir.path)
+            raise BackendError(f"round {rnd}, server evaluation: {exc}; {hint}") from exc
         self.last_eval = result
         record["test_loss"] = result.loss
         record["test_accuracy"] = result.accuracy
