@@ -30,7 +30,7 @@ from qfed_qiskit.federated.embedded import run_federated
 from qfed_qiskit.training import RunDirectory
 
 
-def _synthetic(n: int, seed: int) -> TensorDataset:
+def synthetic_dataset(n: int, seed: int) -> TensorDataset:
     """Class-template images plus noise, normalised like the real data (mean 0.5, std 0.5)."""
     templates = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(seed)
@@ -39,18 +39,20 @@ def _synthetic(n: int, seed: int) -> TensorDataset:
     return TensorDataset((images - 0.5) / 0.5, labels)
 
 
-def _load(args: argparse.Namespace) -> tuple[TensorDataset, TensorDataset, str]:
-    if not args.synthetic:
+def load_data(data_dir: str | None, *, synthetic: bool) -> tuple[TensorDataset, TensorDataset, str]:
+    """FashionMNIST if it can be found (and ``synthetic`` is False), else synthetic images;
+    and which it is."""
+    if not synthetic:
         try:
             from qfed_qiskit.data import load_fashion_mnist, to_tensor_dataset
 
-            data = load_fashion_mnist(args.data_dir)
+            data = load_fashion_mnist(data_dir)
             train = to_tensor_dataset(data.train_images, data.train_labels)
             test = to_tensor_dataset(data.test_images, data.test_labels)
             return train, test, f"FashionMNIST ({data.source})"
         except Exception as exc:  # no data here: fall back, and say so
             print(f"real data unavailable ({type(exc).__name__}: {exc}); using synthetic images")
-    return _synthetic(60000, 1), _synthetic(10000, 2), "synthetic"
+    return synthetic_dataset(60000, 1), synthetic_dataset(10000, 2), "synthetic"
 
 
 def _measure(
@@ -97,7 +99,7 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="Do not look for real data.")
     args = parser.parse_args()
 
-    train, test, source = _load(args)
+    train, test, source = load_data(args.data_dir, synthetic=args.synthetic)
     with tempfile.TemporaryDirectory(prefix="qfed-bench-") as tmp:
         results = {m: _measure(m, args, train, test, Path(tmp)) for m in ("qt", "classical")}
     qt, cnn = results["qt"], results["classical"]

@@ -195,6 +195,13 @@ class TrainConfig:
     runtime: str = setting(
         "embedded", v.one_of(RUNTIMES), "Federated runtime: embedded or flower.", flower=False
     )
+    workers: int | None = setting(
+        None,
+        v.integer(minimum=1),
+        "Processes that train a round's clients side by side (embedded runtime).",
+        default_text="one per core, at most the clients per round",
+        flower=False,
+    )
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:

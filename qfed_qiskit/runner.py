@@ -63,6 +63,11 @@ def run_training(
     out = Path(config.out) if config.out else default_out_dir(config.model, config.backend)
     check_run_folder(out, resume=resume, overwrite=overwrite)
     cb = callback or NullCallback()
+    if config.workers is not None and (config.runtime == "flower" or not config.federated):
+        ignored = f"workers={config.workers} is ignored: it sets the worker processes of"
+        ignored += " federated runs on the embedded runtime"
+        logger.warning(ignored)
+        cb.on_message(ignored)
     if config.runtime == "flower" and config.federated:
         # Flower's Simulation Runtime: its apps build the engines and load the data.
         from qfed_qiskit.runtimes.flower.simulation import run_flower_simulation

@@ -1,6 +1,8 @@
-"""Run one federated config on either runtime, in this process, for tests that must hold for both.
+"""Run one federated config on any runtime, in this process, for tests that must hold for all.
 
-``embedded``: :func:`qfed_qiskit.federated.run_federated`. ``flower``: the real ServerApp
+``embedded``: :func:`qfed_qiskit.federated.run_federated` with its clients in this process, one
+after another (``workers = 1``). ``workers``: the same with two worker processes side by side
+(``workers = 2``; a ``client_fn`` must pickle). ``flower``: the real ServerApp
 (:func:`~qfed_qiskit.runtimes.flower.server_app.run_server`) and ClientApp code with Flower
 Messages and records, over :class:`ThreadGrid`, a Grid that runs each pushed message's ClientApp
 in a thread of this process (one Context per node, as a SuperNode keeps one). Only Flower's
@@ -21,7 +23,9 @@ from qfed_qiskit.federated import ClientFn, client_fit, run_federated
 from qfed_qiskit.training import RunDirectory
 from qfed_qiskit.training.callbacks import TrainingCallback
 
-RUNTIMES = ("embedded", "flower")
+RUNTIMES = ("embedded", "workers", "flower")
+WORKERS = {"embedded": 1, "workers": 2}
+"""Worker processes of each embedded runtime."""
 
 
 def set_task_identity() -> None:
@@ -129,12 +133,12 @@ def run(
 ) -> dict[str, Any]:
     """Train the Flower-style ``run_config`` (it names ``data-dir`` and ``out``) on ``runtime``."""
     settings = app_settings({**run_config, "resume": resume})
-    if runtime == "embedded":
+    if runtime in WORKERS:
         from qfed_qiskit.runtimes.flower.task import load_data
         from qfed_qiskit.training.builders import resolve_engine_factory
 
         train, test = load_data(settings)
-        config = dataclasses.replace(settings.config, runtime="embedded")
+        config = dataclasses.replace(settings.config, runtime="embedded", workers=WORKERS[runtime])
         assert config.out is not None
         return run_federated(
             config,

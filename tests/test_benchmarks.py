@@ -36,3 +36,14 @@ def test_hardware_cost_benchmark_runs() -> None:
     out = _last_json("benchmarks/hardware_cost.py", "--rounds", "1", "--clients", "2")
     paper = out["paper (13 qubits)"]
     assert isinstance(paper, dict) and paper["qubits"] == 13 and paper["qpu_s_per_step"] > 0
+
+
+def test_parallel_clients_benchmark_runs() -> None:
+    """benchmarks/parallel_clients.py times 1 and 2 workers and finds the same parameters."""
+    out = _last_json(
+        "benchmarks/parallel_clients.py", "--synthetic", "--clients", "2", "--rounds", "2",
+        "--max-steps", "2", "--blocks", "1", "--chunk-size", "1024", "--batch-size", "16",
+    )  # fmt: skip
+    assert out["bit_identical"] is True
+    runs = out["runs"]
+    assert isinstance(runs, list) and [r["workers"] for r in runs] == [1, 2]

@@ -22,13 +22,13 @@ import torch
 
 pytest.importorskip("flwr")
 
-from qfed_qiskit.exceptions import BackendError, BackendUnavailableError
+from qfed_qiskit.exceptions import BackendError
 from qfed_qiskit.federated import ClientFn, client_fit, load_checkpoint
 from qfed_qiskit.federated.checkpoint import PARTIAL_NAME
 from qfed_qiskit.federated.core import sample_clients
 from qfed_qiskit.training import RunDirectory
 from tests import federated_harness as harness
-from tests.faults import FaultPlan
+from tests.faults import CallLog, FaultPlan
 from tests.idx_utils import write_idx_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,18 +80,6 @@ def _faulty(faults: dict[tuple[int, int], str], **kwargs: Any) -> ClientFn:
     return FaultPlan(faults, **kwargs).wrap(client_fit)
 
 
-class CallLog:
-    """A client function that records every (round, client) it is asked to train."""
-
-    def __init__(self, inner: ClientFn = client_fit) -> None:
-        self.inner = inner
-        self.calls: list[tuple[int, int]] = []
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append((kwargs["server_round"], kwargs["client_id"]))
-        return self.inner(*args, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
     """Uninterrupted 3-round runs (classical and QT), embedded, to compare every run against."""
@@ -123,7 +111,8 @@ def test_runtimes_give_the_reference_run(
     keys = ("round", "clients_sampled", "accepted", "test_accuracy", "train_loss", "client_lr")
     keys += ("bytes_down", "bytes_up", "steps", "status")
     assert [[r[k] for k in keys] for r in lines] == [[r[k] for k in keys] for r in ref]
-    assert summary["runtime"] == runtime and summary["rounds"] == 3
+    assert summary["runtime"] == ("embedded" if runtime in harness.WORKERS else runtime)
+    assert summary.get("workers") == harness.WORKERS.get(runtime) and summary["rounds"] == 3
     assert not (tmp_path / PARTIAL_NAME).exists()  # removed with each round's checkpoint
 
 
@@ -236,20 +225,16 @@ def test_backend_down_stops_the_run_and_resume_redoes_only_what_is_missing(
     config = _config(data_dir, tmp_path)
     sampled = sample_clients(3, fraction=0.67, min_clients=1, seed=5, server_round=2)
     down = sampled[0]
-
-    def backend_down(*args: Any, **kwargs: Any) -> Any:
-        if (kwargs["server_round"], kwargs["client_id"]) == (2, down):
-            raise BackendUnavailableError("sampler job failed 3 times (RuntimeError: closed)")
-        return client_fit(*args, **kwargs)
-
+    backend_down = _faulty({(2, down): "unavailable"})
     with pytest.raises(BackendError, match=f"--resume {tmp_path}"):
         harness.run(runtime, config, client_fn=backend_down)
     assert load_checkpoint(tmp_path).round == 1
-    log = CallLog()
+    log = CallLog(str(tmp_path / "calls.log"))
     harness.run(runtime, config, client_fn=log, resume=True)
     _assert_same_params(tmp_path, reference["classical"])
     asked_again = [cid for rnd, cid in log.calls if rnd == 2]
-    # Embedded clients run in turn, so those after the failed one had not run; Flower's had.
+    # Clients in this process run in turn, so those after the failed one had not run; clients
+    # side by side (workers, Flower) had.
     expected = sampled if runtime == "embedded" else [down]
     assert sorted(asked_again) == expected
 
@@ -260,16 +245,14 @@ _KILL_SCRIPT = textwrap.dedent(
     from pathlib import Path
     import torch
     from tests import federated_harness as harness
-    from tests.faults import FaultPlan
+    from tests.faults import FaultPlan, MarkerFile
     from qfed_qiskit.federated import client_fit
 
-    runtime, config_json, marker, fault_client, threads = sys.argv[1:6]
-    torch.set_num_threads(int(threads))
-    plan = FaultPlan(
-        {(2, int(fault_client)): "slow"},
-        on_fault=lambda r, c, k: Path(marker).write_text(f"{r} {c}"),
-    )
-    harness.run(runtime, json.loads(config_json), client_fn=plan.wrap(client_fit))
+    if __name__ == "__main__":
+        runtime, config_json, marker, fault_client, threads = sys.argv[1:6]
+        torch.set_num_threads(int(threads))
+        plan = FaultPlan({(2, int(fault_client)): "slow"}, on_fault=MarkerFile(marker))
+        harness.run(runtime, json.loads(config_json), client_fn=plan.wrap(client_fit))
     """
 )
 
@@ -327,10 +310,30 @@ def test_sigkill_mid_round_then_resume(
             proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert load_checkpoint(run_dir).round == 1
-    log = CallLog()
+    log = CallLog(str(tmp_path / "calls.log"))
     summary = harness.run(runtime, config, client_fn=log, resume=True)
     _assert_same_params(run_dir, reference["classical"])
     lines = _metrics(run_dir)
     assert [r["round"] for r in lines] == [1, 2, 3] and lines[1]["resumed_after"] == 1
     assert summary["resumed"] is True
     assert [cid for rnd, cid in log.calls if rnd == 2] == [victim]
+
+
+def test_dead_worker_is_that_clients_failure(tmp_path: Path, data_dir: Path, dropped: Path) -> None:
+    """A worker process killed mid-round is its client's rejection (not a hang); the run goes on
+    with a new worker and ends where the clean-drop run ends."""
+    config = _config(data_dir, tmp_path, **FAULT_CONFIG)
+    harness.run("workers", config, client_fn=_faulty({(FAULT_ROUND, 1): "die"}))
+    bad = _metrics(tmp_path)[1]
+    assert bad["accepted"] == [0, 2]
+    assert bad["rejected"] == [{"client": 1, "reason": "worker process died (killed by SIGKILL)"}]
+    _assert_same_params(tmp_path, dropped)
+
+
+def test_resume_may_change_the_number_of_workers(
+    tmp_path: Path, data_dir: Path, reference: dict[str, Path]
+) -> None:
+    """2 rounds in this process, then resumed on 2 worker processes: the reference run."""
+    harness.run("embedded", _config(data_dir, tmp_path, rounds=2))
+    harness.run("workers", _config(data_dir, tmp_path), resume=True)
+    _assert_same_params(tmp_path, reference["classical"])

@@ -198,6 +198,7 @@ CONFIG = TrainConfig(
     max_steps_per_epoch=3,
     lr=0.05,
     seed=2,
+    workers=1,  # the failing sampler is this process's: clients train here, one after another
 )
 """3 qubits, 2 clients x 3 steps per round: each step is one forward and one gradient job."""
 
@@ -269,6 +270,7 @@ def test_cli_says_in_one_line_that_the_backend_is_down_and_how_to_continue(
     out = tmp_path / "run"
     args = ["train", "--backend", str(profile), "--data-dir", str(data), "--out", str(out)]
     args += ["--clients", "2", "--rounds", "1", "--blocks", "1", "--chunk-size", "1024"]
+    args += ["--workers", "1"]  # the failing sampler is this process's
     result = CliRunner().invoke(app, [*args, "--max-steps-per-epoch", "1"])
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]

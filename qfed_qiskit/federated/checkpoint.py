@@ -28,8 +28,9 @@ PARTIAL_NAME = "round-partial.pt"
 written): a resumed run asks only the clients missing from it, so work already done, and paid
 for on hardware, is not done again."""
 FORMAT_VERSION = 1
-RESUME_IGNORE = ("out", "data_dir", "extra", "rounds")
-"""Settings that may change on resume: paths, and ``rounds`` (a finished run can be extended)."""
+RESUME_IGNORE = ("out", "data_dir", "extra", "rounds", "workers")
+"""Settings that may change on resume: paths, ``rounds`` (a finished run can be extended) and
+``workers`` (clients give the same results however many run side by side)."""
 
 
 def resume_fingerprint(config: TrainConfig) -> str:

@@ -42,7 +42,7 @@ from qfed_qiskit.config import TrainConfig, clients_per_round
 from qfed_qiskit.exceptions import QFedError, QFedInputError
 from qfed_qiskit.training.builders import build_optimizer, build_scheduler
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
-from qfed_qiskit.training.loop import steps_per_epoch, train_epoch
+from qfed_qiskit.training.loop import steps_per_epoch, torch_threads, train_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,12 @@ Arrays = dict[str, Array]
 SEED_CLIENT = 1
 SEED_SAMPLING = 2
 SEED_DP_NOISE = 3
+
+CLIENT_TORCH_THREADS = 1
+"""Torch threads of every client's local training, in every runtime. Float32 reductions in
+torch's CPU kernels (the convolution's weight gradient) depend on the thread count, so one fixed
+count gives a client the same result whether it trains alone, beside others in worker processes
+(``workers``), or on a Flower SuperNode; parallelism comes from clients side by side."""
 
 
 class ClientCancelledError(QFedError):
@@ -319,7 +325,8 @@ def client_fit(
     Loads ``global_arrays`` into ``model``, rebuilds Adam and ReduceLROnPlateau from ``state``
     (fresh ones on the first round), trains ``config.local_epochs`` epochs of
     :func:`~qfed_qiskit.training.loop.train_epoch` on ``data`` (the scheduler steps on each
-    epoch's loss, as in centralized training) and returns the trained arrays. With
+    epoch's loss, as in centralized training) on :data:`CLIENT_TORCH_THREADS` torch threads and
+    returns the trained arrays. With
     ``config.plateau_scope == "round"`` the scheduler keeps its learning rate but forgets its best
     loss and bad-epoch count at the start of the round (:func:`restart_plateau_tracking`).
 
@@ -368,19 +375,20 @@ def client_fit(
             restart_plateau_tracking(scheduler)
     loss = accuracy = 0.0
     steps = 0
-    for _ in range(config.local_epochs):
-        result = train_epoch(
-            model,
-            data,
-            optimizer,
-            batch_size=config.batch_size,
-            generator=generator,
-            max_steps=config.max_steps_per_epoch,
-            callback=cb,
-        )
-        scheduler.step(result.loss)
-        loss, accuracy = result.loss, result.accuracy
-        steps += result.steps
+    with torch_threads(CLIENT_TORCH_THREADS):
+        for _ in range(config.local_epochs):
+            result = train_epoch(
+                model,
+                data,
+                optimizer,
+                batch_size=config.batch_size,
+                generator=generator,
+                max_steps=config.max_steps_per_epoch,
+                callback=cb,
+            )
+            scheduler.step(result.loss)
+            loss, accuracy = result.loss, result.accuracy
+            steps += result.steps
     cb.check()
     update = ClientUpdate(
         client_id=client_id,

@@ -26,7 +26,6 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from qfed_qiskit.config import TrainConfig
-from qfed_qiskit.exceptions import BackendUnavailableError, find_cause
 from qfed_qiskit.federated.core import (
     ClientFn,
     ClientState,
@@ -35,9 +34,10 @@ from qfed_qiskit.federated.core import (
     client_steps_per_epoch,
 )
 from qfed_qiskit.federated.server import run_server_loop
-from qfed_qiskit.federated.transport import FitReply, FitTask
+from qfed_qiskit.federated.transport import FitReply, FitTask, failure_reply
 from qfed_qiskit.models.quantum_train import EngineFactory
 from qfed_qiskit.training.builders import (
+    build_client_model,
     build_model,
     close_engine_factory,
     engine_job_ids,
@@ -109,10 +109,7 @@ def run_client(
         exc = box["error"]
         if not isinstance(exc, Exception):
             raise exc
-        unavailable = find_cause(exc, BackendUnavailableError)
-        if unavailable is not None:
-            return FitReply(client_id, error=str(unavailable), fatal=True), False
-        return FitReply(client_id, error=f"raised {type(exc).__name__}: {exc}"), False
+        return failure_reply(client_id, exc), False
     update, state = box["result"]
     return FitReply(client_id, update=update, state=state), False
 
@@ -127,8 +124,7 @@ class _ModelPool:
     def take(self) -> nn.Module:
         if self._free:
             return self._free.pop()
-        with torch.random.fork_rng(devices=[]):  # building must not move the global RNG
-            return self._build()
+        return self._build()
 
     def give_back(self, model: nn.Module) -> None:
         self._free.append(model)
@@ -214,10 +210,14 @@ def run_federated(
     resume: bool = False,
     client_fn: ClientFn | None = None,
 ) -> dict[str, Any]:
-    """Federated training of ``config.model`` with ``config.clients`` in-process clients.
+    """Federated training of ``config.model`` with ``config.clients`` clients on this machine.
 
     Writes what :func:`~qfed_qiskit.federated.server.run_server_loop` writes; ``round_timeout``
-    bounds each client's time in a round (clients run one after another).
+    bounds each client's time in a round. With one worker
+    (:func:`~qfed_qiskit.federated.workers.worker_count`) the clients train in this process, one
+    after another, on ``engine_factory``'s engines; with more, in worker processes side by side
+    (:class:`~qfed_qiskit.federated.workers.WorkerTransport`), each with the engine factory the
+    config's backend gives, and with the same results.
 
     Args:
         config: Run settings (``clients > 1``).
@@ -225,9 +225,11 @@ def run_federated(
         test: Test set for the server's evaluation after every round.
         run_dir: Output folder.
         engine_factory: QNN engine of the backend profile (None: exact statevector).
-        callback: Progress events (one phase per client per round; ``on_phase_end`` per round).
+        callback: Progress events (one phase per client per round, or per round with workers;
+            ``on_phase_end`` per round).
         resume: Continue from the checkpoint in ``run_dir`` (same settings required).
-        client_fn: Replaces :func:`~qfed_qiskit.federated.core.client_fit` (tests).
+        client_fn: Replaces :func:`~qfed_qiskit.federated.core.client_fit` (tests; it must
+            pickle when clients run in worker processes).
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -235,19 +237,41 @@ def run_federated(
     Raises:
         QFedInputError: On contradictory settings, or a missing or mismatched checkpoint.
     """
+    from qfed_qiskit.federated.workers import WorkerTransport, worker_count
+
+    workers = worker_count(config, remote=bool(getattr(engine_factory, "remote", False)))
     use_job_journal(engine_factory, run_dir.jobs)
     seed_all(config.seed)
     model = build_model(config, engine_factory=engine_factory)
     shards = partition_dataset(train, config)
     job_ids = engine_job_ids(engine_factory)
-    transport = EmbeddedTransport(
-        config,
-        shards=shards,
-        build_model=lambda: build_model(config, engine_factory=engine_factory),
-        client_fn=client_fn or client_fit,
-        callback=callback,
-        job_ids=job_ids,
-    )
+    transport: EmbeddedTransport | WorkerTransport
+    if workers > 1:
+        transport = WorkerTransport(
+            config,
+            shards=shards,
+            workers=workers,
+            jobs_dir=run_dir.jobs,
+            client_fn=client_fn or client_fit,
+            callback=callback,
+        )
+    else:
+        transport = EmbeddedTransport(
+            config,
+            shards=shards,
+            build_model=lambda: build_client_model(config, engine_factory=engine_factory),
+            client_fn=client_fn or client_fit,
+            callback=callback,
+            job_ids=job_ids,
+        )
+
+    def close() -> None:
+        try:
+            if isinstance(transport, WorkerTransport):
+                transport.close()
+        finally:
+            close_engine_factory(engine_factory)
+
     return run_server_loop(
         config,
         transport=transport,
@@ -257,7 +281,8 @@ def run_federated(
         run_dir=run_dir,
         callback=callback,
         resume=resume,
-        # One factory serves the server and the clients here: the loop keeps each id once.
+        # One factory serves the server and the in-process clients: the loop keeps each id once.
         server_job_ids=job_ids,
-        close=lambda: close_engine_factory(engine_factory),
+        close=close,
+        summary_extra={"workers": workers},
     )

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from qfed_qiskit.exceptions import BackendUnavailableError, find_cause
 from qfed_qiskit.federated.core import Arrays, ClientState, ClientUpdate
 
 
@@ -54,6 +55,15 @@ class FitReply:
     error: str | None = None
     fatal: bool = False
     job_ids: tuple[str, ...] = ()
+
+
+def failure_reply(client_id: int, exc: Exception) -> FitReply:
+    """The reply of a client whose training raised ``exc``: ``fatal`` when the backend stayed
+    unavailable after retries (the run stops), otherwise an ordinary client failure."""
+    unavailable = find_cause(exc, BackendUnavailableError)
+    if unavailable is not None:
+        return FitReply(client_id, error=str(unavailable), fatal=True)
+    return FitReply(client_id, error=f"raised {type(exc).__name__}: {exc}")
 
 
 class Transport(Protocol):

@@ -310,6 +310,11 @@ class ProfileEngineFactory:
         logger.info("least busy IBM device: %s", backend.name)
         return str(backend.name)
 
+    @property
+    def remote(self) -> bool:
+        """Whether the engines submit their jobs to IBM Quantum (not a local or fake device)."""
+        return self.profile.kind == "ibm-runtime" and not is_fake(self.profile.device)
+
     def close(self) -> None:
         """Close the IBM Runtime batch or session, if one was opened (idempotent)."""
         while self._closers:

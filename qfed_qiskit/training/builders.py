@@ -70,6 +70,18 @@ def use_job_journal(factory: EngineFactory | None, folder: str | Path) -> None:
         use(folder)
 
 
+def journaled_engine_factory(config: TrainConfig) -> EngineFactory | None:
+    """The backend's engine factory for a process that trains clients of the run in
+    ``config.out``: its engines keep their sampler results in that run folder's job journal
+    (``jobs/``; the server loop empties it with every checkpoint). None: statevector."""
+    from qfed_qiskit.training.outputs import RunDirectory
+
+    factory = resolve_engine_factory(config)
+    if config.out:  # on another machine, a folder of that name there
+        use_job_journal(factory, Path(config.out) / RunDirectory.JOBS)
+    return factory
+
+
 def close_engine_factory(factory: EngineFactory | None) -> None:
     """Close what the factory opened (an IBM Runtime batch or session); safe to call twice."""
     close = getattr(factory, "close", None)
@@ -100,6 +112,16 @@ def build_model(config: TrainConfig, *, engine_factory: EngineFactory | None = N
         chunk_size=config.chunk_size,
         engine_factory=engine_factory,
     )
+
+
+def build_client_model(
+    config: TrainConfig, *, engine_factory: EngineFactory | None = None
+) -> nn.Module:
+    """A client's scratch model, initialised like the server's first model (torch seeded with
+    ``config.seed``) without moving the caller's torch RNG; every runtime builds clients so."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return build_model(config, engine_factory=engine_factory)
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

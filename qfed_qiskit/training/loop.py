@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -112,3 +114,18 @@ def evaluate(model: nn.Module, data: TensorDataset, *, batch_size: int = 1000) -
     module.train(was_training)
     n = int(images.shape[0])
     return EvalResult(loss=loss_sum / max(n, 1), accuracy=correct / max(n, 1), samples=n)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads in this thread, then restore them.
+
+    Torch's OpenMP thread count belongs to the calling thread, so clients trained side by side in
+    threads of one process each keep their own.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -200,13 +198,9 @@ def engine_factory(config: TrainConfig) -> EngineFactory | None:
     results in the run folder's job journal when ``out`` is set (the ServerApp empties it with
     every checkpoint).
     """
-    from qfed_qiskit.training.builders import resolve_engine_factory, use_job_journal
-    from qfed_qiskit.training.outputs import RunDirectory
+    from qfed_qiskit.training.builders import journaled_engine_factory
 
-    factory = resolve_engine_factory(config)
-    if config.out:  # the run folder's journal; on another machine, a folder of that name there
-        use_job_journal(factory, Path(config.out) / RunDirectory.JOBS)
-    return factory
+    return journaled_engine_factory(config)
 
 
 def global_model(settings: AppSettings) -> nn.Module:
@@ -220,9 +214,8 @@ def global_model(settings: AppSettings) -> nn.Module:
 
 
 def client_model(settings: AppSettings) -> nn.Module:
-    """A client's scratch model (its weights are overwritten; building leaves torch's RNG alone)."""
-    from qfed_qiskit.training.builders import build_model
+    """A client's scratch model (:func:`~qfed_qiskit.training.builders.build_client_model`)."""
+    from qfed_qiskit.training.builders import build_client_model
 
     config = settings.config
-    with torch.random.fork_rng(devices=[]):
-        return build_model(config, engine_factory=engine_factory(config))
+    return build_client_model(config, engine_factory=engine_factory(config))
