@@ -139,8 +139,10 @@ def _run_apply(re, im, i0, i1, run, m):
 
 
 @numba.njit(cache=_CACHE, fastmath=True, inline="always")
-def _run_adjoint(pr, pi, lr, li, i0, i1, run, u, acc):
+def _run_adjoint(pr, pi, lr, li, i0, i1, run, u, acc, zero=0.0):
     # One fused pass: psi <- U^dag psi; acc += conj(lam_r) psi_c; lam <- U^dag lam.
+    # The sums are kept in the type of ``zero``: float64 by default; the fused kernels pass a
+    # float32 zero for float32 states, so the loop vectorises twice as wide.
     pr0 = pr[i0 : i0 + run]
     pi0 = pi[i0 : i0 + run]
     pr1 = pr[i1 : i1 + run]
@@ -150,7 +152,7 @@ def _run_adjoint(pr, pi, lr, li, i0, i1, run, u, acc):
     lr1 = lr[i1 : i1 + run]
     li1 = li[i1 : i1 + run]
     u00r, u00i, u01r, u01i, u10r, u10i, u11r, u11i = u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]
-    z = u00r * 0
+    z = zero
     s00r = s00i = s01r = s01i = s10r = s10i = s11r = s11i = z
     for t in range(run):
         ar = pr0[t]
@@ -204,14 +206,14 @@ def _chunk_apply(re, im, m, target, control, start, stop, cval=1):
 
 
 @numba.njit(cache=_CACHE, fastmath=True, inline="always")
-def _chunk_adjoint(pr, pi, lr, li, u, target, control, start, stop, acc, cval=1):
+def _chunk_adjoint(pr, pi, lr, li, u, target, control, start, stop, acc, cval=1, zero=0.0):
     lo, hi, lo_mask, hi_mask, cbit, tbit = _layout(target, control, cval)
     lob = 1 << lo
     k = start
     while k < stop:
         run = min(lob - (k & (lob - 1)), stop - k)
         i0, i1 = _pair_index(k, lo, hi, lo_mask, hi_mask, cbit, tbit)
-        _run_adjoint(pr, pi, lr, li, i0, i1, run, u, acc)
+        _run_adjoint(pr, pi, lr, li, i0, i1, run, u, acc, zero)
         k += run
 
 
@@ -348,6 +350,7 @@ def _adjoint_serial_cv(pr, pi, lr, li, u, target, control, cval, npairs, acc):
             min(npairs, (ch + 1) * step),
             acc[ch],
             cval,
+            acc[ch, 0],
         )
 
 
@@ -367,17 +370,18 @@ def _adjoint_parallel_cv(pr, pi, lr, li, u, target, control, cval, npairs, acc):
             min(npairs, (ch + 1) * step),
             acc[ch],
             cval,
+            acc[ch, 0],
         )
 
 
-@numba.njit(cache=_CACHE, parallel=True)
+@numba.njit(cache=_CACHE, fastmath=True, parallel=True)
 def _apply_parallel_cv(re, im, m, target, control, cval, npairs):
     step = (npairs + REDUCE_CHUNKS - 1) // REDUCE_CHUNKS
     for ch in prange(REDUCE_CHUNKS):
         _chunk_apply(re, im, m, target, control, ch * step, min(npairs, (ch + 1) * step), cval)
 
 
-@numba.njit(cache=_CACHE)
+@numba.njit(cache=_CACHE, fastmath=True)
 def _apply_branch(re, im, m8, target, control, cval, npairs, parallel):
     if parallel:
         _apply_parallel_cv(re, im, m8, target, control, cval, npairs)
