@@ -86,6 +86,55 @@ def test_beta_scaling_formula() -> None:
     torch.testing.assert_close(beta_scaling(p, 13), raw - raw.mean())
 
 
+def _reference_beta_scaling(p: torch.Tensor, num_qubits: int) -> torch.Tensor:
+    raw = (0.8 * torch.tanh(0.1 * 2 ** (num_qubits - 1) * p)).clamp_min(1e-12) ** 0.3
+    return raw - raw.mean()
+
+
+def test_beta_scaling_gradient_matches_autograd_and_gradcheck() -> None:
+    """The one-node beta scaling back-propagates like the op-by-op formula (zeros included)."""
+    torch.manual_seed(0)
+    p = torch.rand(64, dtype=torch.float64) * 2e-3
+    p[[3, 17]] = 0.0
+    p.requires_grad_(True)
+    g = torch.randn(64, dtype=torch.float64)
+    (beta_scaling(p, 13) * g).sum().backward()
+    assert p.grad is not None
+    ours = p.grad.clone()
+    p.grad = None
+    (_reference_beta_scaling(p, 13) * g).sum().backward()
+    torch.testing.assert_close(ours, p.grad)
+    q = (torch.rand(16, dtype=torch.float64) * 1e-2 + 1e-4).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: beta_scaling(x, 10), (q,))
+
+
+def test_affine_mapping_equals_layer_by_layer() -> None:
+    """Without activations the mapping runs as one affine map: same weights and gradients."""
+    torch.manual_seed(0)
+    for chunk in (1, 4):
+        model = QuantumTrainModel(blocks=1, chunk_size=chunk).double()
+        probs = torch.rand(2**model.sizing.num_qubits, dtype=torch.float64)
+        probs = (probs / probs.sum()).requires_grad_(True)
+        fast = model.generate_flat(probs)
+        (fast**2).sum().backward()
+        grads = [p.grad.clone() for p in model.mapping.parameters() if p.grad is not None]
+        assert probs.grad is not None
+        grad_probs = probs.grad.clone()
+        model.zero_grad()
+        probs.grad = None
+        x = beta_scaling(probs[: model.sizing.num_chunks], model.sizing.num_qubits)
+        inputs = torch.cat([model._bits, x.unsqueeze(1)], dim=1)
+        out = model.mapping(inputs).reshape(-1)[: model.sizing.target_params]
+        slow = out - out.mean()
+        (slow**2).sum().backward()
+        torch.testing.assert_close(fast, slow)
+        torch.testing.assert_close(probs.grad, grad_probs)
+        for ours, ref in zip(grads, model.mapping.parameters(), strict=True):
+            assert ref.grad is not None
+            torch.testing.assert_close(ours, ref.grad, atol=1e-10, rtol=1e-8)
+    assert MappingMLP(num_qubits=3, activation="relu").affine() is None
+
+
 def test_generated_weights_follow_state_dict_order() -> None:
     """generate_weights splits the mean-free flat vector in the CNN's parameter order."""
     model = QuantumTrainModel(blocks=1, chunk_size=64)

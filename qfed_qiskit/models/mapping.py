@@ -47,6 +47,26 @@ class MappingMLP(nn.Module):
         out: torch.Tensor = self.net(x)
         return out
 
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Without activations the MLP is one affine map ``x -> x @ W.T + b``: ``(W, b)``.
+
+        ``W`` is ``(chunk_size, num_qubits + 1)`` and ``b`` ``(chunk_size,)``, both differentiable
+        with respect to every layer (so applying them to many rows costs one small matmul
+        instead of one per layer). None with activations.
+        """
+        layers = list(self.net)
+        if not all(isinstance(layer, nn.Linear) for layer in layers):
+            return None
+        first = layers[0]
+        assert isinstance(first, nn.Linear)
+        weight: torch.Tensor = first.weight
+        bias: torch.Tensor = first.bias
+        for layer in layers[1:]:
+            assert isinstance(layer, nn.Linear)
+            weight = layer.weight @ weight
+            bias = torch.addmv(layer.bias, layer.weight, bias)
+        return weight, bias
+
 
 def basis_bits(
     num_qubits: int, num_states: int, *, dtype: torch.dtype = torch.float32
