@@ -47,3 +47,22 @@ def test_parallel_clients_benchmark_runs() -> None:
     assert out["bit_identical"] is True
     runs = out["runs"]
     assert isinstance(runs, list) and [r["workers"] for r in runs] == [1, 2]
+
+
+def test_peers_benchmark_runs_on_our_engine_alone() -> None:
+    """benchmarks/peers.py times our engine alone (no peer needed): table, goals, JSON line."""
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/peers.py", "--only", "ours", "--qubits", "4",
+         "--blocks", "2", "--repeats", "2", "--batch", "8", "--min-seconds", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[1].split("|")[0].strip() == "engine" and "fwd+bwd ms" in lines[1]
+    assert any(line.startswith("ours ") for line in lines)
+    assert sum("goal:" in line and "not measured" in line for line in lines) == 2
+    out = json.loads(lines[-1])
+    ours = out["engines"]["ours"]
+    assert (out["qubits"], out["blocks"], out["qnn_params"]) == (4, 2, 48)
+    assert ours["agrees"] is True and ours["fwd_bwd_ms"] > 0 and ours["qt_step_ms"] > 0
+    assert set(out["engines"]) == {"ours"} and out["goals"]["torchquantum"]["met"] is None
