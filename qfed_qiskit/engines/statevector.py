@@ -30,6 +30,18 @@ def _default_threads() -> int:
     return max(1, int(env)) if env else 1
 
 
+def _gate_args(program: GateProgram) -> tuple[Any, ...]:
+    """The program arrays the gate-by-gate kernels take, in their order."""
+    return (
+        program.num_qubits,
+        program.targets,
+        program.controls,
+        program.param_index,
+        program.coeff,
+        program.offset,
+    )
+
+
 def _fused_args(program: FusedProgram) -> tuple[Any, ...]:
     return (
         program.num_qubits,
@@ -59,17 +71,8 @@ def _final_state(
             args = (*_fused_args(program), theta, re, im, _parallel())
             _kernels.simulate_fused(*args)
         else:
-            _kernels.simulate(
-                program.num_qubits,
-                program.targets,
-                program.controls,
-                program.param_index,
-                program.coeff,
-                program.offset,
-                theta,
-                re,
-                im,
-            )
+            args = (*_gate_args(program), theta, re, im)
+            _kernels.simulate(*args)
     return re, im
 
 
@@ -153,20 +156,8 @@ class _ProbabilitiesFunction(torch.autograd.Function):
                 args = (*_fused_args(program), ctx.theta_np, pr, pi, lr, li, grad, _parallel())
                 _kernels.adjoint_fused(*args)
             else:
-                _kernels.adjoint(
-                    program.num_qubits,
-                    program.targets,
-                    program.controls,
-                    program.param_index,
-                    program.coeff,
-                    program.offset,
-                    ctx.theta_np,
-                    pr,
-                    pi,
-                    lr,
-                    li,
-                    grad,
-                )
+                args = (*_gate_args(program), ctx.theta_np, pr, pi, lr, li, grad)
+                _kernels.adjoint(*args)
         out = torch.from_numpy(grad).to(dtype=grad_probs.dtype, device=grad_probs.device)
         return out, None, None
 
