@@ -423,6 +423,30 @@ def _fill(row: Result, times: dict[str, float]) -> None:
             row.extra[key] = int(times[key])
 
 
+def _check_and_time(
+    row: Result,
+    engine: QNNEngine,
+    factory: Callable[[QuantumCircuit], QNNEngine],
+    ref: Reference,
+    args: argparse.Namespace,
+    dtype: torch.dtype,
+    num_qubits: int,
+) -> None:
+    """Compare ``engine`` with the reference, then time its QNN and its QT step into ``row``."""
+    compare(row, ref, *engine_probs_vjp(engine, ref))
+    step = qt_step(factory, num_qubits, args.blocks, args.batch)
+    times = time_engine(
+        engine,
+        ref.g,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        min_seconds=args.min_seconds,
+        dtype=dtype,
+        step=step,
+    )
+    _fill(row, times)
+
+
 def _import(name: str) -> Any:
     """The module ``name``; raises ImportError when it is not installed."""
     return importlib.import_module(name)
@@ -441,22 +465,11 @@ def run_ours(
     label = str(dtype).removeprefix("torch.")
     row = Result(name, f"StatevectorEngine {label}, adjoint VJP")
     engine = StatevectorEngine(circuit=circuit, dtype=dtype)
-    compare(row, ref, *engine_probs_vjp(engine, ref))
 
     def factory(c: QuantumCircuit) -> QNNEngine:
         return StatevectorEngine(circuit=c, dtype=dtype)
 
-    step = qt_step(factory, circuit.num_qubits, args.blocks, args.batch)
-    times = time_engine(
-        engine,
-        ref.g,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        min_seconds=args.min_seconds,
-        dtype=dtype,
-        step=step,
-    )
-    _fill(row, times)
+    _check_and_time(row, engine, factory, ref, args, dtype, circuit.num_qubits)
     row.notes.append(f"{engine.threads} thread(s)")
     return row
 
@@ -545,19 +558,7 @@ def run_pennylane(
         row.status, row.notes = "not installed", [NOT_INSTALLED]
         return row
     row.extra["version"] = qml.__version__
-    compare(row, ref, *engine_probs_vjp(engine, ref))
-    step = qt_step(factory, circuit.num_qubits, args.blocks, args.batch)
-    dtype = torch.float64
-    times = time_engine(
-        engine,
-        ref.g,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        min_seconds=args.min_seconds,
-        dtype=dtype,
-        step=step,
-    )
-    _fill(row, times)
+    _check_and_time(row, engine, factory, ref, args, torch.float64, circuit.num_qubits)
     row.notes.append(f"PennyLane {qml.__version__}, float64")
     if lightning:
         row.notes.append("bwd includes the adjoint's own forward")
