@@ -29,17 +29,26 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-MODELS = ("qt", "classical")
+MODELS = ("qt", "classical", "small-cnn")
+"""qt: Quantum-Train generating the paper's CNN; classical: that CNN (6,690 parameters) trained
+directly; small-cnn: a classical CNN of at most 1,500 parameters trained directly (a baseline)."""
+GENERATORS = ("qnn", "frozen-qnn", "vector")
+"""Where QT's 2**n "probabilities" come from: the trained QNN (the method), the QNN frozen at its
+initial angles (only the mapping trains), or a classical generator with as many trainable values
+as the QNN has angles (softmax of a fixed random projection of them). The last two are baselines."""
+MAPPINGS = ("mlp", "linear")
+"""QT's mapping model: the paper's MLP 14 -> 4 -> 20 -> 4 -> 1, or one linear layer 14 -> 1."""
+SCOPES = ("client", "round")
 DTYPES = ("float32", "float64")
 ACTIVATIONS = ("none", "relu")
 """Activations the target CNN and the mapping MLP accept: none (the paper) or ReLU."""
 RUNTIMES = ("embedded", "flower")
-PLATEAU_SCOPES = ("client", "round")
 DEFAULT_BACKEND = "statevector"
 """The backend profile of a run that names none: the exact torch engine."""
 
-PAPER_LR = {"qt": 1e-4, "classical": 1e-3}
-"""Adam learning rates of the reference (paper.md): QT 1e-4, classical CNN 1e-3."""
+PAPER_LR = {"qt": 1e-4, "classical": 1e-3, "small-cnn": 1e-3}
+"""Adam learning rates of the reference (paper.md): QT 1e-4, classical CNNs 1e-3."""
+PLATEAU_STEPS = ("epoch", "round")
 
 
 def _partition_ok(value: Any) -> bool:
@@ -126,7 +135,9 @@ class TrainConfig:
     Defaults follow the reference (paper.md).
     """
 
-    model: str = setting("qt", v.one_of(MODELS), "qt (Quantum-Train) or classical.")
+    model: str = setting(
+        "qt", v.one_of(MODELS), "qt (Quantum-Train), classical (its CNN) or small-cnn (<= 1,500)."
+    )
     backend: str = setting(
         DEFAULT_BACKEND, v.text("a profile name or .toml path", v.nonempty), "Backend profile."
     )
@@ -147,13 +158,32 @@ class TrainConfig:
     # model's loss is not comparable with the client's own last best.
     plateau_scope: str = setting(
         "client",
-        v.one_of(PLATEAU_SCOPES),
+        v.one_of(SCOPES),
         "Federated: client (keep the plateau tracker across rounds) or round (restart it).",
+    )
+    plateau_step: str = setting(
+        "epoch",
+        v.one_of(PLATEAU_STEPS),
+        "Federated: step ReduceLROnPlateau after every local epoch, or once per round.",
+    )
+    # The paper does not say whether a client's Adam survives between rounds; "round" starts
+    # fresh moments every round (the learning rate the scheduler reached is kept).
+    optimizer_scope: str = setting(
+        "client",
+        v.one_of(SCOPES),
+        "Federated: client (keep Adam's moments across rounds) or round (fresh each round).",
     )
     blocks: int = setting(16, v.integer(minimum=1), "Ansatz blocks L.")
     chunk_size: int = setting(1, v.integer(minimum=1), "Weights generated per basis state.")
     activation: str = setting(
         "none", v.one_of(ACTIVATIONS), "Target CNN activation: none (paper) or relu."
+    )
+    generator: str = setting(
+        "qnn", v.one_of(GENERATORS), "QT: qnn, frozen-qnn or vector (classical baseline)."
+    )
+    mapping: str = setting("mlp", v.one_of(MAPPINGS), "QT mapping model: mlp (paper) or linear.")
+    mapping_activation: str = setting(
+        "none", v.one_of(ACTIVATIONS), "QT mapping MLP activation: none (paper) or relu."
     )
     seed: int = setting(0, v.integer(minimum=0), "Random seed.")
     max_steps_per_epoch: int | None = setting(
@@ -289,6 +319,24 @@ def cross_field_problems(values: Mapping[str, Any]) -> list[str]:
     clients, min_clients = values["clients"], values["min_clients"]
     if min_clients > clients:
         problems.append(f"min_clients={min_clients} (expected <= clients={clients})")
+    if values["model"] != "qt":
+        for key, default in (
+            ("generator", "qnn"),
+            ("mapping", "mlp"),
+            ("mapping_activation", "none"),
+        ):
+            if values[key] != default:
+                problems.append(f"{key}={values[key]!r} needs model='qt' (got {values['model']!r})")
+    if values["mapping"] == "linear" and values["mapping_activation"] != "none":
+        problems.append(
+            f"mapping_activation={values['mapping_activation']!r} needs mapping='mlp' "
+            "(a linear mapping has no hidden layers)"
+        )
+    if values["generator"] == "vector" and values["backend"] != DEFAULT_BACKEND:
+        problems.append(
+            f"backend={values['backend']!r} with generator='vector' (that baseline has no QNN "
+            f"to run on a backend; expected {DEFAULT_BACKEND!r})"
+        )
     if values["dp_noise"] > 0 and values["dp_clip"] is None:
         problems.append(f"dp_noise={values['dp_noise']} needs dp_clip (the clipping norm C)")
     return problems

@@ -53,7 +53,7 @@ def test_integer_for_float_is_accepted() -> None:
         ({"bogus": 1}, "unknown key 'bogus'"),
         ({"epochs": 0}, "epochs=0 (expected an integer >= 1)"),
         ({"epochs": "3"}, "epochs='3' (expected an integer >= 1)"),
-        ({"model": "cnn"}, "model='cnn' (expected one of qt, classical)"),
+        ({"model": "cnn"}, "model='cnn' (expected one of qt, classical, small-cnn)"),
         ({"lr": -1.0}, "lr=-1.0 (expected a number > 0)"),
         ({"fraction_fit": 1.5}, "fraction_fit=1.5"),
         ({"dtype": "float16"}, "dtype='float16'"),

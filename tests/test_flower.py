@@ -603,22 +603,35 @@ def test_deployment_killed_mid_run_continues_with_a_new_flwr_run(
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     deadline = time.monotonic() + 300
-    while len(_metrics(out)) < 1:
+    while _checkpoint_round(out) < 1:
         assert time.monotonic() < deadline, flower.log("superlink-1.log")[-3000:]
         time.sleep(0.1)
-    flower.kill_all()  # the whole deployment dies in round 2
+    flower.kill_all()  # the whole deployment dies in round 2 (or, on a fast machine, 3)
     assert _processes_of(flower.home) == []
-    assert load_checkpoint(out).round == 1 and len(_metrics(out)) == 1
+    # Round 2 may have finished before the kill, and the kill may land between a round's metrics
+    # line and its checkpoint (written just after): the resumed run redoes what is not in it.
+    done = load_checkpoint(out).round
+    assert 1 <= done < 3 and len(_metrics(out)) in (done, done + 1)
 
     _start_insecure_deployment(flower, link, tag="-2")
     resumed = dataclasses.replace(settings, resume=True)
     result = _flwr_run(flower, "local-deployment", resumed)
     _check_flwr_run(result, out, rounds=3)
     lines = _metrics(out)
-    assert lines[1]["resumed_after"] == 1
+    assert lines[done]["resumed_after"] == done
     assert json.loads((out / "summary.json").read_text())["resumed"] is True
     _embedded(settings, tmp_path / "embedded")
     _assert_same_run(out, tmp_path / "embedded", atol=OTHER_PROCESS)
+
+
+def _checkpoint_round(out: Path) -> int:
+    """The round of the checkpoint in ``out`` (-1 while there is none)."""
+    from qfed_qiskit.federated import load_checkpoint
+
+    try:
+        return load_checkpoint(out).round
+    except Exception:  # not written yet
+        return -1
 
 
 TLS_CONNECTION = "tls-deployment"

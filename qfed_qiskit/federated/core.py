@@ -42,7 +42,7 @@ from qfed_qiskit.config import TrainConfig, clients_per_round
 from qfed_qiskit.exceptions import QFedError, QFedInputError
 from qfed_qiskit.training.builders import build_optimizer, build_scheduler
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
-from qfed_qiskit.training.loop import steps_per_epoch, torch_threads, train_epoch
+from qfed_qiskit.training.loop import peak_rss_mb, steps_per_epoch, torch_threads, train_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -325,10 +325,12 @@ def client_fit(
     Loads ``global_arrays`` into ``model``, rebuilds Adam and ReduceLROnPlateau from ``state``
     (fresh ones on the first round), trains ``config.local_epochs`` epochs of
     :func:`~qfed_qiskit.training.loop.train_epoch` on ``data`` (the scheduler steps on each
-    epoch's loss, as in centralized training) on :data:`CLIENT_TORCH_THREADS` torch threads and
-    returns the trained arrays. With
-    ``config.plateau_scope == "round"`` the scheduler keeps its learning rate but forgets its best
-    loss and bad-epoch count at the start of the round (:func:`restart_plateau_tracking`).
+    epoch's loss, as in centralized training; with ``config.plateau_step == "round"`` once, on
+    the round's last epoch's loss) on :data:`CLIENT_TORCH_THREADS` torch threads and returns the
+    trained arrays. With ``config.plateau_scope == "round"`` the scheduler keeps its learning rate
+    but forgets its best loss and bad-epoch count at the start of the round
+    (:func:`restart_plateau_tracking`); with ``config.optimizer_scope == "round"`` Adam starts
+    with fresh moments every round, at the learning rate the scheduler reached.
 
     ``model`` is used as scratch space: its parameters are overwritten and trained. Neither
     ``state`` nor ``global_arrays`` is modified, so a caller that abandons a slow call (see
@@ -367,7 +369,13 @@ def client_fit(
     generator = client_generator(config, client_id)
     fits = 0
     if state is not None:
-        optimizer.load_state_dict(copy.deepcopy(state.optimizer))
+        if config.optimizer_scope == "client":
+            optimizer.load_state_dict(copy.deepcopy(state.optimizer))
+        else:  # fresh moments, at the learning rate the client's scheduler had reached
+            for group, saved in zip(
+                optimizer.param_groups, state.optimizer["param_groups"], strict=True
+            ):
+                group["lr"] = saved["lr"]
         scheduler.load_state_dict(copy.deepcopy(state.scheduler))
         generator.set_state(state.generator.clone())
         fits = state.fits
@@ -386,9 +394,12 @@ def client_fit(
                 max_steps=config.max_steps_per_epoch,
                 callback=cb,
             )
-            scheduler.step(result.loss)
+            if config.plateau_step == "epoch":
+                scheduler.step(result.loss)
             loss, accuracy = result.loss, result.accuracy
             steps += result.steps
+    if config.plateau_step == "round":
+        scheduler.step(loss)
     cb.check()
     update = ClientUpdate(
         client_id=client_id,
@@ -401,6 +412,7 @@ def client_fit(
             "lr": float(optimizer.param_groups[0]["lr"]),
             "round": float(server_round),
             "fit_time_s": time.perf_counter() - start,
+            "peak_rss_mb": peak_rss_mb(),
         },
     )
     new_state = ClientState(
@@ -743,4 +755,6 @@ def federated_summary(
         },
         "runtime": runtime,
         "resumed": resumed,
+        # The largest of the server's and every client process's peak, over all sessions.
+        "peak_rss_mb": max([peak_rss_mb(), *(float(r.get("peak_rss_mb", 0)) for r in history)]),
     }

@@ -52,9 +52,10 @@ from qfed_qiskit.federated.core import (
     set_parameters,
 )
 from qfed_qiskit.federated.transport import FitReply, FitTask, Transport
+from qfed_qiskit.provenance import git_commit
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
 from qfed_qiskit.training.centralized import save_model_outputs, summarize
-from qfed_qiskit.training.loop import EvalResult, evaluate
+from qfed_qiskit.training.loop import EvalResult, evaluate, peak_rss_mb
 from qfed_qiskit.training.outputs import NewJobIds, RunDirectory
 
 logger = logging.getLogger(__name__)
@@ -192,6 +193,7 @@ class _Loop:
         new_states: dict[int, ClientState] = {}
         rejected: list[dict[str, Any]] = []
         job_ids: list[str] = []
+        peak_mb = peak_rss_mb()
         for cid in sampled:  # client-id order: the aggregation order of every runtime
             reply = replies[cid]
             job_ids.extend(reply.job_ids)
@@ -200,6 +202,7 @@ class _Loop:
             if update is not None:
                 bytes_up += serialized_size(update.arrays)
                 steps += int(update.metrics.get("steps", 0))
+                peak_mb = max(peak_mb, float(update.metrics.get("peak_rss_mb", 0.0)))
                 reason = check_reply(
                     update,
                     self.global_arrays,
@@ -242,6 +245,8 @@ class _Loop:
         record["test_accuracy"] = result.accuracy
         record["wall_time_s"] = time.perf_counter() - start
         record["run_time_s"] = wall_before + record["wall_time_s"]
+        record["peak_rss_mb"] = peak_mb
+        record["git_commit"] = git_commit()  # a run resumed in pieces may span commits
         job_ids = _unique([*job_ids, *self._server_job_ids()])
         if job_ids:  # runs whose engines submit no jobs (exact, density matrix) get no key
             record["job_ids"] = job_ids

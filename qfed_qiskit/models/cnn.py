@@ -53,6 +53,36 @@ class TargetCNN(nn.Module):
         return out
 
 
+class SmallCNN(nn.Module):
+    """A classical CNN within the QT budget (1,383 parameters <= 1,500), trained directly.
+
+    The baseline critics of Quantum-Train ask for: ``Conv2d(1, 4, 5) → MaxPool2d(2) →
+    Conv2d(4, 9, 5) → MaxPool2d(2) → AvgPool2d(2) → Linear(36, 10)``, with the activation after
+    each convolution (``"relu"`` or ``"none"``, as for :class:`TargetCNN`).
+
+    Args:
+        activation: ``"none"`` or ``"relu"``.
+    """
+
+    def __init__(self, *, activation: str = "none") -> None:
+        super().__init__()
+        self.activation = check_activation(activation)
+        self.conv1 = nn.Conv2d(1, 4, kernel_size=5)
+        self.conv2 = nn.Conv2d(4, 9, kernel_size=5)
+        self.fc = nn.Linear(9 * 2 * 2, 10)
+
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) if self.activation == "relu" else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of ``(B, 1, 28, 28)`` images."""
+        x = nn.functional.max_pool2d(self._act(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(self._act(self.conv2(x)), 2)
+        x = nn.functional.avg_pool2d(x, 2)
+        out: torch.Tensor = self.fc(torch.flatten(x, 1))
+        return out
+
+
 def count_parameters(module: nn.Module, *, trainable_only: bool = True) -> int:
     """Number of (trainable) scalar parameters of ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -93,10 +93,9 @@ def load_trained_run(run: str | Path) -> TrainedRun:
             f"--run {path}: no trained parameters (model.pt with summary.json, or checkpoint.pt); "
             "point --run at a folder written by `qfed-qiskit train`"
         )
-    if config.model != "qt":
-        raise QFedInputError(
-            f"--run {path} trained the classical CNN: there is no QNN to run on a backend"
-        )
+    if config.model != "qt" or config.generator == "vector":
+        what = f"model={config.model!r}" if config.model != "qt" else "generator='vector'"
+        raise QFedInputError(f"--run {path} trained {what}: there is no QNN to run on a backend")
     return TrainedRun(path, config, state, source, accuracy)
 
 

@@ -274,8 +274,11 @@ class Sweep:
         callback: TrainingCallback | None = None,
         data_dir: str | None = None,
     ) -> None:
-        if plan.config.model != "qt":
-            raise QFedInputError("noise-sweep trains Quantum-Train models: set model = 'qt'")
+        if plan.config.model != "qt" or plan.config.generator == "vector":
+            raise QFedInputError(
+                "noise-sweep trains Quantum-Train models with a QNN: set model = 'qt' and "
+                "generator = 'qnn' or 'frozen-qnn'"
+            )
         self.plan = plan
         self.out = Path(out)
         self.cb = callback or NullCallback()

@@ -18,7 +18,8 @@ from torch import nn
 from qfed_qiskit.circuits.sizing import QTSizing
 from qfed_qiskit.config import DEFAULT_BACKEND, TrainConfig
 from qfed_qiskit.engines.base import torch_dtype
-from qfed_qiskit.models.cnn import TargetCNN
+from qfed_qiskit.models.cnn import SmallCNN, TargetCNN
+from qfed_qiskit.models.mapping import DEFAULT_HIDDEN
 from qfed_qiskit.models.quantum_train import EngineFactory, QuantumTrainModel
 
 
@@ -95,10 +96,13 @@ def build_model(config: TrainConfig, *, engine_factory: EngineFactory | None = N
     Initial weights are drawn from torch's global RNG; seed it first (:func:`seed_all`).
 
     Args:
-        config: Run settings (``model``, ``blocks``, ``chunk_size``, ``activation``, ``dtype``).
+        config: Run settings (``model``, ``blocks``, ``chunk_size``, ``activation``, ``dtype``,
+            ``generator``, ``mapping``, ``mapping_activation``).
         engine_factory: Builds the QNN engine from the circuit (default:
             exact statevector engine in ``config.dtype``). Ignored for the classical model.
     """
+    if config.model == "small-cnn":
+        return SmallCNN(activation=config.activation)
     target = TargetCNN(activation=config.activation)
     if config.model == "classical":
         return target
@@ -111,6 +115,9 @@ def build_model(config: TrainConfig, *, engine_factory: EngineFactory | None = N
         blocks=config.blocks,
         chunk_size=config.chunk_size,
         engine_factory=engine_factory,
+        mapping_hidden=() if config.mapping == "linear" else DEFAULT_HIDDEN,
+        mapping_activation=config.mapping_activation,
+        generator=config.generator,
     )
 
 

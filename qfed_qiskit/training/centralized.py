@@ -12,6 +12,7 @@ from torch.utils.data import TensorDataset
 from qfed_qiskit.config import TrainConfig
 from qfed_qiskit.models.cnn import count_parameters
 from qfed_qiskit.models.quantum_train import EngineFactory
+from qfed_qiskit.provenance import git_commit
 from qfed_qiskit.training.builders import (
     build_model,
     build_optimizer,
@@ -20,7 +21,13 @@ from qfed_qiskit.training.builders import (
     seed_all,
 )
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
-from qfed_qiskit.training.loop import EvalResult, evaluate, steps_per_epoch, train_epoch
+from qfed_qiskit.training.loop import (
+    EvalResult,
+    evaluate,
+    peak_rss_mb,
+    steps_per_epoch,
+    train_epoch,
+)
 from qfed_qiskit.training.outputs import NewJobIds, RunDirectory
 
 logger = logging.getLogger(__name__)
@@ -52,8 +59,9 @@ def summarize(
     """The ``summary.json`` keys shared by centralized and federated runs, plus ``extra``.
 
     Keys: ``test_accuracy``, ``test_loss``, ``trainable_params``, ``target_params``,
-    ``wall_time_s``, ``steps``, ``model``, ``backend`` (None for the classical model), ``config``
-    and, for a QT model, ``engine``.
+    ``wall_time_s``, ``steps``, ``peak_rss_mb`` (this process's peak memory), ``git_commit``
+    (:func:`~qfed_qiskit.provenance.git_commit`), ``model``,
+    ``backend`` (None for the classical model), ``config`` and, for a QT model, ``engine``.
     """
     summary: dict[str, Any] = {
         "test_accuracy": result.accuracy,
@@ -62,6 +70,8 @@ def summarize(
         "target_params": target_param_count(model),
         "wall_time_s": wall_time_s,
         "steps": steps,
+        "peak_rss_mb": peak_rss_mb(),
+        "git_commit": git_commit(),
         "model": config.model,
         "backend": config.backend if config.model == "qt" else None,
         "config": config.to_dict(),

@@ -1,0 +1,103 @@
+"""benchmarks/paper_table.py: the committed table is what the committed runs give; rows train,
+resume and land in results/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "paper_table.py"
+
+
+def _script(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_committed_table_and_results_md_are_up_to_date() -> None:
+    """results/paper_table.json and RESULTS.md's table are what results/paper_rows.toml's run
+    folders give (fails when a run was added without regenerating them)."""
+    proc = _script("--check", "--results-md", str(ROOT / "RESULTS.md"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_every_row_names_an_existing_config() -> None:
+    import tomllib
+
+    from qfed_qiskit.config import load_config
+
+    rows = tomllib.loads((ROOT / "results" / "paper_rows.toml").read_text())["row"]
+    assert len({row["id"] for row in rows}) == len(rows)
+    for row in rows:
+        load_config(ROOT / row["config"])
+
+
+def test_rows_train_resume_and_render(tmp_path: Path) -> None:
+    """--run trains a row into its results folder; a second --run skips it; a row with only a
+    checkpoint is resumed; pending and running rows render as such."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "tiny.toml").write_text(
+        'model = "classical"\nclients = 2\nrounds = 2\nlocal-epochs = 1\nbatch-size = 64\n'
+        'max-steps-per-epoch = 2\nlr = 1e-3\nseed = 0\nout = "runs/tiny"\n'
+        f'data-dir = "{tmp_path / "data"}"\n'
+    )
+    from tests.idx_utils import write_idx_dataset
+
+    write_idx_dataset(tmp_path / "data", 200, 100)
+    rows = tmp_path / "rows.toml"
+    rows.write_text(
+        '[[row]]\nid = "tiny"\nitem = "1"\nlabel = "tiny"\nconfig = "configs/tiny.toml"\n'
+        'run = "results/tiny"\npaper_accuracy = 0.5\n\n'
+        '[[row]]\nid = "later"\nitem = "2"\nlabel = "later"\nconfig = "configs/tiny.toml"\n'
+        'run = "results/later"\n'
+    )
+    # qfed-qiskit, with the data loader told that this small data set is the full one
+    cli = tmp_path / "cli.py"
+    cli.write_text(
+        "import qfed_qiskit.data.fashion_mnist as fm\n"
+        "from qfed_qiskit.cli.main import main\n"
+        "if __name__ == '__main__':\n"
+        "    fm.FULL_SIZES = (200, 100)\n"
+        "    main()\n"
+    )
+    out = tmp_path / "table.json"
+    args = ("--rows", str(rows), "--root", str(tmp_path), "--out", str(out))
+    args += ("--cli", f"{sys.executable} {cli}")
+    proc = _script(*args, "--run", "tiny")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    table = json.loads(out.read_text())
+    done, pending = table
+    assert done["status"] == "done" and done["rounds"] == 2 and done["clients"] == 2
+    assert done["paper_accuracy"] == 0.5 and done["command"].endswith("configs/tiny.toml")
+    assert set(done) >= {"test_accuracy", "peak_rss_mb", "bytes_total", "git_commit", "steps"}
+    assert done["peak_rss_mb"] > 0 and done["git_commit"]
+    assert pending["status"] == "pending" and pending["test_accuracy"] is None
+    assert "pending (0 rounds" in proc.stdout
+
+    again = _script(*args, "--run", "tiny")
+    assert "done already" in again.stdout
+
+    # A run cut after round 1: its folder has a checkpoint and no summary; --run resumes it.
+    shutil.rmtree(tmp_path / "results" / "tiny")
+    summary = tmp_path / "runs" / "tiny" / "summary.json"
+    summary.unlink()
+    metrics = tmp_path / "runs" / "tiny" / "metrics.jsonl"
+    first = metrics.read_text().splitlines()[0]
+    (tmp_path / "results" / "tiny").mkdir(parents=True)
+    (tmp_path / "results" / "tiny" / "metrics.jsonl").write_text(first + "\n")
+    running = _script(*args)
+    assert "running (1 rounds" in running.stdout
+    resumed = _script(*args, "--run", "tiny")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "--resume" in resumed.stdout
+    assert json.loads(out.read_text())[0]["status"] == "done"
+
+
+def test_unknown_row_is_one_line(tmp_path: Path) -> None:
+    proc = _script("--out", str(tmp_path / "t.json"), "--run", "nope")
+    assert proc.returncode != 0 and "--run nope: not in" in proc.stderr
