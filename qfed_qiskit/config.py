@@ -320,12 +320,8 @@ def cross_field_problems(values: Mapping[str, Any]) -> list[str]:
     if min_clients > clients:
         problems.append(f"min_clients={min_clients} (expected <= clients={clients})")
     if values["model"] != "qt":
-        for key, default in (
-            ("generator", "qnn"),
-            ("mapping", "mlp"),
-            ("mapping_activation", "none"),
-        ):
-            if values[key] != default:
+        for key in ("generator", "mapping", "mapping_activation"):
+            if values[key] != SETTINGS[key].default:
                 problems.append(f"{key}={values[key]!r} needs model='qt' (got {values['model']!r})")
     if values["mapping"] == "linear" and values["mapping_activation"] != "none":
         problems.append(

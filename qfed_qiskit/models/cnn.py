@@ -22,7 +22,18 @@ def check_activation(activation: str) -> str:
     return activation
 
 
-class TargetCNN(nn.Module):
+class _ActivatedCNN(nn.Module):
+    """A CNN with an optional activation after its hidden layers (``"none"`` or ``"relu"``)."""
+
+    def __init__(self, *, activation: str) -> None:
+        super().__init__()
+        self.activation = check_activation(activation)
+
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) if self.activation == "relu" else x
+
+
+class TargetCNN(_ActivatedCNN):
     """The paper's FashionMNIST CNN (6,690 parameters).
 
     ``Conv2d(1, 8, 5) → MaxPool2d(2) → Conv2d(8, 12, 5) → MaxPool2d(2) → Linear(192, 20) →
@@ -34,15 +45,11 @@ class TargetCNN(nn.Module):
     """
 
     def __init__(self, *, activation: str = "none") -> None:
-        super().__init__()
-        self.activation = check_activation(activation)
+        super().__init__(activation=activation)
         self.conv1 = nn.Conv2d(1, 8, kernel_size=5)
         self.conv2 = nn.Conv2d(8, 12, kernel_size=5)
         self.fc1 = nn.Linear(12 * 4 * 4, 20)
         self.fc2 = nn.Linear(20, 10)
-
-    def _act(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x) if self.activation == "relu" else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of ``(B, 1, 28, 28)`` images."""
@@ -53,7 +60,7 @@ class TargetCNN(nn.Module):
         return out
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(_ActivatedCNN):
     """A classical CNN within the QT budget (1,383 parameters <= 1,500), trained directly.
 
     The baseline critics of Quantum-Train ask for: ``Conv2d(1, 4, 5) → MaxPool2d(2) →
@@ -65,14 +72,10 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(self, *, activation: str = "none") -> None:
-        super().__init__()
-        self.activation = check_activation(activation)
+        super().__init__(activation=activation)
         self.conv1 = nn.Conv2d(1, 4, kernel_size=5)
         self.conv2 = nn.Conv2d(4, 9, kernel_size=5)
         self.fc = nn.Linear(9 * 2 * 2, 10)
-
-    def _act(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x) if self.activation == "relu" else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of ``(B, 1, 28, 28)`` images."""
