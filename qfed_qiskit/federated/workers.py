@@ -131,15 +131,16 @@ def _exit_with_server(server_pid: int) -> None:
     threading.Thread(target=watch, name="qfed-server-watch", daemon=True).start()
 
 
-def _warm_up(model: nn.Module, images: torch.Tensor) -> None:
-    """A forward + backward on a blank image and one Adam step on a scratch tensor, before the
-    worker says it is ready, so that the first task's ``round_timeout`` clock does not include
-    the engine's kernels loading or compiling, or Adam's first step importing its machinery
-    (about 2.5 s measured here). The model takes no step and its gradients are dropped, so
-    training is unchanged."""
-    with torch.random.fork_rng(devices=[]):
-        model(torch.zeros_like(images[:1])).sum().backward()
-    model.zero_grad(set_to_none=True)
+def _warm_up(model: nn.Module | None, images: torch.Tensor) -> None:
+    """One Adam step on a scratch tensor and, given a ``model``, a forward + backward of it on a
+    blank image, before the worker says it is ready, so that the first task's ``round_timeout``
+    clock does not include Adam's first step importing its machinery (about 2.5 s measured here)
+    or the exact engine's kernels loading or compiling. The model takes no step and its gradients
+    are dropped, so training is unchanged."""
+    if model is not None:
+        with torch.random.fork_rng(devices=[]):
+            model(torch.zeros_like(images[:1])).sum().backward()
+        model.zero_grad(set_to_none=True)
     scratch = nn.Parameter(torch.zeros(1))
     scratch.grad = torch.zeros(1)
     torch.optim.Adam([scratch]).step()
@@ -163,8 +164,9 @@ def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
         factory = resolve_engine_factory(config)
         use_job_journal(factory, setup.jobs_dir)
         model = build_client_model(config, engine_factory=factory)
-        if engine_job_ids(factory) is None:  # never for engines whose runs submit (paid) jobs
-            _warm_up(model, setup.shards[0].tensors[0])
+        # The model only on the default exact engine: no other engine's state (a sampler's
+        # seed, a job submitted and paid for) may be touched before training.
+        _warm_up(model if factory is None else None, setup.shards[0].tensors[0])
     except Exception as exc:
         _send(conn, "failed", f"{type(exc).__name__}: {exc}")
         return
