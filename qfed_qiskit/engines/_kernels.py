@@ -23,6 +23,8 @@ Pairs are always split into ``REDUCE_CHUNKS`` contiguous chunks whose partial su
 fixed order, and whether a gate runs in the serial or the parallel kernel depends only on the state
 size (the parallel one simply runs on fewer threads when asked), so results are bit-identical
 whatever the number of threads.
+Fastmath code compiled in this process and the same code loaded from numba's cache differ in
+their last bits; :mod:`qfed_qiskit.engines.kernel_cache` has every process load it from the cache.
 """
 
 from __future__ import annotations

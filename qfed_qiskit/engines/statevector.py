@@ -16,6 +16,7 @@ from torch.autograd.function import once_differentiable
 
 from qfed_qiskit.engines import _kernels
 from qfed_qiskit.engines.base import QNNEngine
+from qfed_qiskit.engines.kernel_cache import ensure_compiled
 from qfed_qiskit.engines.program import FusedProgram, GateProgram, compile_circuit, fuse_program
 from qfed_qiskit.exceptions import QFedInputError
 
@@ -66,6 +67,7 @@ def _final_state(
     im = np.zeros_like(re)
     re[0] = 1.0
     theta = np.ascontiguousarray(theta, dtype=np.float64)
+    ensure_compiled()
     with _threads(threads):
         if isinstance(program, FusedProgram):
             args = (*_fused_args(program), theta, re, im, _parallel())

@@ -1,0 +1,104 @@
+"""One compiled copy of the statevector kernels for every process.
+
+The fastmath kernels in :mod:`qfed_qiskit.engines._kernels` do not give the same float bits when a
+process compiles them itself as when it loads them from numba's on-disk cache: a process that
+compiled them calls each callee's own compiled copy, one that loaded them runs the copies linked
+(and optimised) into their callers. Measured here: float32 vector-Jacobian products differing by
+up to 6e-6, so a run resumed in a later process, or a worker next to one that compiled, was not
+bit-identical to the uninterrupted run. Processes that all load the cache agree bit for bit, and so
+do processes that all compile.
+
+So the first process that needs the kernels compiles them in a child process, which writes the
+cache, and then loads them from there like every later process. A marker file next to numba's
+cache, keyed on what numba keys its cache on (the kernel source's modification time and size, the
+numba and Python versions), says the cache is complete; a file lock keeps concurrent first users
+(a pool of workers) from compiling twice. Where no cache can be written, every process compiles
+for itself, which is consistent too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+
+log = logging.getLogger(__name__)
+
+_IN_CHILD_ENV = "QFED_KERNEL_CACHE_CHILD"
+
+
+def _cache_dir() -> Path | None:
+    """Where numba caches the kernels (``None`` when it cannot cache them)."""
+    from qfed_qiskit.engines import _kernels
+
+    cache = getattr(_kernels.simulate_fused, "_cache", None)
+    path = getattr(cache, "_cache_path", None)
+    return Path(path) if path else None
+
+
+def _marker_name() -> str:
+    from qfed_qiskit.engines import _kernels
+
+    stat = os.stat(_kernels.__file__)
+    version = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return f"qfed-kernels-{numba.__version__}-{version}-{stat.st_mtime_ns}-{stat.st_size}.ok"
+
+
+def compile_all() -> None:
+    """Compile every kernel signature the engines call: forward and adjoint, fused and gate by
+    gate, float32 and float64 states, serial and threaded."""
+    import torch
+
+    from qfed_qiskit.circuits import qt_ansatz
+    from qfed_qiskit.engines.statevector import StatevectorEngine, _ProbabilitiesFunction
+
+    for dtype in (torch.float32, torch.float64):
+        for threads in (1, 2):
+            # 11 qubits: the smallest state that takes the threaded kernels.
+            engine = StatevectorEngine(circuit=qt_ansatz(11, 1), dtype=dtype, threads=threads)
+            for program in (engine.fused, engine.program):
+                theta = torch.zeros(engine.num_parameters, dtype=dtype, requires_grad=True)
+                probs = _ProbabilitiesFunction.apply(theta, program, threads)
+                probs.sum().backward()
+
+
+def _compile_in_child() -> None:
+    env = {**os.environ, _IN_CHILD_ENV: "1"}
+    cmd = [sys.executable, "-m", "qfed_qiskit.engines.kernel_cache"]
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@functools.cache
+def ensure_compiled() -> None:
+    """Make sure numba's cache holds every kernel before this process first calls one."""
+    if os.environ.get(_IN_CHILD_ENV):
+        return
+    directory = _cache_dir()
+    if directory is None:
+        return
+    marker = directory / _marker_name()
+    if marker.exists():
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "qfed-kernels.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if marker.exists():  # another process compiled while we waited
+                return
+            log.info("compiling the statevector kernels once into %s (about a minute)", directory)
+            _compile_in_child()
+            marker.touch()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        last = detail.decode(errors="replace").strip().splitlines()[-1:] or [str(exc)]
+        log.warning("kernels compile in this process (cache not prepared: %s)", last[0])
+
+
+if __name__ == "__main__":
+    compile_all()
