@@ -9,7 +9,7 @@ DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 DEMO_CONFIG ?= configs/quickstart.toml
 PYTEST_ARGS ?=
 
-.PHONY: venv data demo test lint typecheck pytest test-slow bench clean
+.PHONY: venv data demo test lint typecheck pytest notebooks test-slow bench clean
 
 venv: $(STAMP)
 
@@ -52,7 +52,12 @@ pytest: venv
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
-test: lint typecheck pytest
+# The notebooks, top to bottom in a Jupyter kernel (nbmake), with their small settings; they read
+# the real FashionMNIST (the data target) and skip their training cells, saying so, without it.
+notebooks: venv data
+	$(BIN)/python -m pytest --nbmake --nbmake-timeout=1800 -p no:cacheprovider notebooks/
+
+test: lint typecheck pytest notebooks
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -24,15 +23,24 @@ def test_readme_python_example_runs() -> None:
         exec(compile(block, "README.md", "exec"), {})
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=str)
-def test_notebook_runs(notebook: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each notebook's code cells run top to bottom (needs the real FashionMNIST)."""
-    if not Path("/usr/share/datasets/fashion-mnist").is_dir() and "QFED_DATA_DIR" not in os.environ:
-        pytest.skip("FashionMNIST not available")
-    monkeypatch.chdir(tmp_path)
-    cells = json.loads(notebook.read_text())["cells"]
-    namespace: dict[str, object] = {}
-    for cell in cells:
-        if cell["cell_type"] == "code":
-            exec(compile("".join(cell["source"]), str(notebook), "exec"), namespace)
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_the_three_notebooks_are_there() -> None:
+    """`make notebooks` executes these (with a Jupyter kernel, by nbmake)."""
+    names = [p.name for p in NOTEBOOKS]
+    assert names == ["01_quantum_train.ipynb", "02_federated_noise.ipynb", "03_ibm_runtime.ipynb"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_outputs_are_not_committed(notebook: Path) -> None:
+    """Code cells carry no outputs or execution counts (they would go stale, and could leak)."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    for number, cell in enumerate(cells, start=1):
+        if cell["cell_type"] != "code":
+            continue
+        stale = cell.get("outputs") or cell.get("execution_count") is not None
+        assert not stale, (
+            f"{notebook.name}, cell {number}: outputs are committed; clear them "
+            "(Jupyter: Edit > Clear Outputs of All Cells) before committing"
+        )

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from qfed_qiskit.cli.errors import handle_errors
 
@@ -35,7 +36,12 @@ def evaluate(
     with handle_errors():
         from qfed_qiskit.cli.hardware import confirm_cost
         from qfed_qiskit.profiles import evaluation_cost, load_backend_profile
-        from qfed_qiskit.study.evaluate import check_repeats, run_evaluation, with_shots
+        from qfed_qiskit.study.evaluate import (
+            check_repeats,
+            describe_report,
+            run_evaluation,
+            with_shots,
+        )
 
         profile = with_shots(load_backend_profile(backend), shots)
         confirm_cost(evaluation_cost(profile, repeats=check_repeats(repeats)), yes=yes)
@@ -43,14 +49,5 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(report, sort_keys=True))
         return
-    spread = f" ± {report['accuracy_std']:.2%}" if report["repeats"] > 1 else ""
-    measured = "exact probabilities" if not report["shots"] else f"{report['shots']:,} shots"
-    times = f" × {report['repeats']}" if report["repeats"] > 1 else ""
-    Console(soft_wrap=True).print(  # one line, however narrow the terminal
-        f"[bold]{report['backend']}[/], {measured}{times}: test accuracy "
-        f"[bold green]{report['accuracy_mean']:.2%}{spread}[/] "
-        f"(exact {report['exact_accuracy']:.2%}); "
-        f"TV distance {report['tv_distance_mean']:.3f}, weight error "
-        f"{report['weight_rel_l2_mean']:.0%}; {report['method']}"
-    )
+    Console(soft_wrap=True).print(escape(describe_report(report)))  # one line, however narrow
     Console().print(f"report: {path}")

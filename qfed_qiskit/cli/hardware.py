@@ -7,15 +7,13 @@ from typing import Any
 from rich.console import Console
 
 
-def confirm_cost(cost: dict[str, Any], *, yes: bool) -> None:
+def confirm_cost(cost: dict[str, Any] | None, *, yes: bool) -> None:
     """On IBM Runtime, print what will be submitted (stderr) and require --yes beyond the budget.
 
     Raises:
         QFedInputError: If the profile's budget is exceeded and ``yes`` is not given.
     """
-    from qfed_qiskit.profiles import check_budget, format_cost
+    from qfed_qiskit.profiles import guard_cost
 
-    if cost.get("kind") != "ibm-runtime":
-        return
-    Console(stderr=True).print(format_cost(cost))  # stderr keeps --json stdout clean
-    check_budget(cost, yes=yes)
+    if cost is not None:  # stderr keeps --json stdout clean
+        guard_cost(cost, yes=yes, show=Console(stderr=True).print)

@@ -35,24 +35,15 @@ def noise_sweep(
     """
     console = Console()
     with handle_errors():
-        from qfed_qiskit.config import load_config
-        from qfed_qiskit.study.evaluate import check_repeats
-        from qfed_qiskit.study.sweep import (
-            Sweep,
-            SweepPlan,
-            parse_devices,
-            parse_levels,
-            parse_modes,
-            parse_shots,
-        )
+        from qfed_qiskit.study.sweep import Sweep, SweepPlan
 
-        plan = SweepPlan(
-            config=load_config(config),
-            levels=parse_levels(levels),
-            shots=parse_shots(shots),
-            modes=parse_modes(modes),
-            devices=parse_devices(devices),
-            repeats=check_repeats(repeats),
+        plan = SweepPlan.from_options(
+            config,
+            levels=levels,
+            shots=shots,
+            modes=modes,
+            devices=devices,
+            repeats=repeats,
             seed=seed,
         )
         with RichProgress(console=console) as progress:

@@ -51,10 +51,12 @@ def train(
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     console = Console()
     with handle_errors():
+        from qfed_qiskit.cli.hardware import confirm_cost
+        from qfed_qiskit.profiles import training_cost
         from qfed_qiskit.runner import load_run_config, run_training
 
         cfg = load_run_config(config, settings, resume=resume)
-        _confirm_hardware_cost(cfg, yes=yes)
+        confirm_cost(training_cost(cfg), yes=yes)
         with RichProgress(console=console, quiet=as_json) as progress:
             summary, run_dir = run_training(
                 cfg, callback=progress, resume=resume is not None, overwrite=overwrite
@@ -98,15 +100,3 @@ def _with_setting_options(func: Any) -> Any:
 
 
 train = _with_setting_options(train)
-
-
-def _confirm_hardware_cost(cfg: Any, *, yes: bool) -> None:
-    """On IBM hardware, print what the run will submit and require --yes beyond the budget."""
-    if cfg.model != "qt":
-        return
-    from qfed_qiskit.cli.hardware import confirm_cost
-    from qfed_qiskit.profiles import estimate_cost, load_backend_profile
-
-    profile = load_backend_profile(cfg.backend)
-    if profile.kind == "ibm-runtime":
-        confirm_cost(estimate_cost(profile, None, cfg), yes=yes)

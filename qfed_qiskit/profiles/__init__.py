@@ -9,6 +9,8 @@ from qfed_qiskit.profiles.cost import (
     evaluation_cost,
     format_cost,
     gradient_evaluations,
+    guard_cost,
+    training_cost,
     training_steps,
 )
 from qfed_qiskit.profiles.factory import (
@@ -60,6 +62,7 @@ __all__ = [
     "find_profile",
     "format_cost",
     "gradient_evaluations",
+    "guard_cost",
     "is_profile_path",
     "list_backend_profiles",
     "list_noise_profiles",
@@ -70,5 +73,6 @@ __all__ = [
     "parse_noise_profile",
     "profile_dirs",
     "profile_names",
+    "training_cost",
     "training_steps",
 ]

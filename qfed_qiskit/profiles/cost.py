@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -284,8 +285,27 @@ def check_budget(cost: dict[str, Any], *, yes: bool) -> None:
     )
     raise QFedInputError(
         f"this run submits {cost['total_shots']:,} shots to IBM hardware ({over}); "
-        "pass --yes to run it"
+        "pass --yes (yes=True in Python) to run it"
     )
+
+
+def guard_cost(cost: dict[str, Any], *, yes: bool, show: Callable[[str], None]) -> None:
+    """On IBM Runtime, ``show`` what will be submitted, then :func:`check_budget`.
+
+    The guard of every command and API call that may submit to IBM hardware.
+    """
+    if cost.get("kind") != "ibm-runtime":
+        return
+    show(format_cost(cost))
+    check_budget(cost, yes=yes)
+
+
+def training_cost(config: TrainConfig) -> dict[str, Any] | None:
+    """:func:`estimate_cost` of a run on IBM Runtime; None for other backends and models."""
+    if config.model != "qt":
+        return None
+    profile = load_backend_profile(config.backend)
+    return estimate_cost(profile, None, config) if profile.kind == "ibm-runtime" else None
 
 
 def evaluation_cost(profile: BackendProfile | str | Path, *, repeats: int) -> dict[str, Any]:

@@ -421,3 +421,16 @@ def run_evaluation(
     path = eval_path(trained.path, profile, profile.shots)
     atomic_write_bytes(path, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
     return report, path
+
+
+def describe_report(report: Mapping[str, Any]) -> str:
+    """One line of an evaluation report: backend, shots, accuracy beside the exact one."""
+    spread = f" ± {report['accuracy_std']:.2%}" if report["repeats"] > 1 else ""
+    measured = "exact probabilities" if not report["shots"] else f"{report['shots']:,} shots"
+    times = f" × {report['repeats']}" if report["repeats"] > 1 else ""
+    return (
+        f"{report['backend']}, {measured}{times}: test accuracy "
+        f"{report['accuracy_mean']:.2%}{spread} (exact {report['exact_accuracy']:.2%}); "
+        f"TV distance {report['tv_distance_mean']:.3f}, weight error "
+        f"{report['weight_rel_l2_mean']:.0%}; {report['method']}"
+    )

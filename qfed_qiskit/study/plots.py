@@ -1,27 +1,34 @@
-"""Figures of the noise study and of training runs (matplotlib, Agg: no display needed)."""
+"""Figures of the noise study and of training runs.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects, not through pyplot: no display or
+backend is needed to save them, and a figure returned into Jupyter is shown once (pyplot would
+show its own copy at the end of the cell as well).
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def new_figure(**kwargs: Any) -> Any:
+    """A figure that belongs to no pyplot window (``kwargs`` go to ``Figure``)."""
+    if "ipykernel" in sys.modules:
+        # The inline backend registers Jupyter's figure display when pyplot first loads it.
+        import matplotlib.pyplot  # noqa: F401
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write ``fig`` to ``path`` (PNG) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     tmp.replace(path)
-    _pyplot().close(fig)
     return path
 
 
@@ -33,14 +40,19 @@ def _integer_x(*axes: Any) -> None:
 
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """``sweep.png``: accuracy vs noise level (left) and vs shots (right).
+    """Write :func:`sweep_figure` to ``path`` (``sweep.png``)."""
+    return save_figure(sweep_figure(rows), path)
+
+
+def sweep_figure(rows: Sequence[dict[str, Any]]) -> Any:
+    """Accuracy vs noise level (left) and vs shots (right) of a noise sweep's rows.
 
     Left: one line per mode at the most shots of the sweep (exact when it has them), error bars
     from the repeats; fake devices as horizontal dotted lines. Right: accuracy vs shots, one line
     per (mode, level).
     """
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig = new_figure(figsize=(12, 4.6))
+    left, right = fig.subplots(1, 2)
     level_rows = [r for r in rows if r["device"] is None]
     shots_all = sorted({r["shots"] for r in level_rows}, key=lambda s: (s == 0, s))
     best = shots_all[-1] if shots_all else 0
@@ -136,21 +148,16 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     right.set_title("Accuracy vs shots")
     right.grid(alpha=0.3)
     right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    return _save(fig, path)
+    return fig
 
 
-def plot_run(history: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """PNGs of a run's ``metrics.jsonl``: accuracy and loss; for federated runs also bytes per
-    round, rejected clients and the clients' learning rates."""
-    plt = _pyplot()
-    if not history:
-        return []
+def run_figure(history: Sequence[dict[str, Any]]) -> Any:
+    """Accuracy (left) and loss (right) per round or epoch of a run's ``metrics.jsonl`` lines."""
     federated = "round" in history[0]
     step = "round" if federated else "epoch"
     xs = [r[step] for r in history]
-    paths = []
-
-    fig, (acc, loss) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = new_figure(figsize=(11, 4))
+    acc, loss = fig.subplots(1, 2)
     acc.plot(xs, [100 * r["test_accuracy"] for r in history], marker=".", label="test")
     if not federated:
         acc.plot(xs, [100 * r["train_accuracy"] for r in history], marker=".", label="train")
@@ -170,11 +177,22 @@ def plot_run(history: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     loss.grid(alpha=0.3)
     loss.legend()
     _integer_x(acc, loss)
-    paths.append(_save(fig, out / "accuracy_loss.png"))
+    return fig
+
+
+def plot_run(history: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """PNGs of a run's ``metrics.jsonl``: accuracy and loss; for federated runs also bytes per
+    round, rejected clients and the clients' learning rates."""
+    if not history:
+        return []
+    federated = "round" in history[0]
+    xs = [r["round" if federated else "epoch"] for r in history]
+    paths = [save_figure(run_figure(history), out / "accuracy_loss.png")]
     if not federated:
         return paths
 
-    fig, (comm, rejected) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = new_figure(figsize=(11, 4))
+    comm, rejected = fig.subplots(1, 2)
     comm.plot(xs, [r["bytes_down"] / 1e3 for r in history], marker=".", label="down")
     comm.plot(xs, [r["bytes_up"] / 1e3 for r in history], marker=".", label="up")
     comm.set_xlabel("round")
@@ -192,9 +210,10 @@ def plot_run(history: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     rejected.legend()
     rejected.yaxis.get_major_locator().set_params(integer=True)
     _integer_x(comm, rejected)
-    paths.append(_save(fig, out / "clients_bytes.png"))
+    paths.append(save_figure(fig, out / "clients_bytes.png"))
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(figsize=(6, 4))
+    ax = fig.subplots()
     clients = sorted({c for r in history for c in r.get("accepted", [])})
     for cid in clients:
         pts = [
@@ -215,5 +234,5 @@ def plot_run(history: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     else:
         ax.text(0.5, 0.5, "no client_lr in these metrics", ha="center", transform=ax.transAxes)
     _integer_x(ax)
-    paths.append(_save(fig, out / "client_lr.png"))
+    paths.append(save_figure(fig, out / "client_lr.png"))
     return paths

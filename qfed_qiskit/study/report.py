@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.files import atomic_write_bytes
+from qfed_qiskit.training.outputs import read_metrics
 
 REPORT_FOLDER = "report"
-
-
-def _metrics(run: Path) -> list[dict[str, Any]]:
-    path = run / "metrics.jsonl"
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line of a run that is still going
-            break
-    return out
 
 
 def write_report(run: str | Path) -> Path:
@@ -34,7 +23,7 @@ def write_report(run: str | Path) -> Path:
     path = Path(run)
     if not (path / "metrics.jsonl").is_file():
         raise QFedInputError(f"--run {path}: no metrics.jsonl; point --run at a run folder")
-    history = _metrics(path)
+    history = read_metrics(path)
     if not history:
         raise QFedInputError(f"--run {path}: metrics.jsonl has no complete line yet")
     out = path / REPORT_FOLDER

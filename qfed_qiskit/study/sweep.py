@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from qfed_qiskit.config import TrainConfig
+from qfed_qiskit.config import TrainConfig, load_config
 from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.files import atomic_write_bytes
 from qfed_qiskit.training.callbacks import NullCallback, TrainingCallback
@@ -168,6 +168,31 @@ class SweepPlan:
     devices: tuple[str, ...] = ()
     repeats: int = 3
     seed: int = 0
+
+    @classmethod
+    def from_options(
+        cls,
+        config: str | Path,
+        *,
+        levels: str,
+        shots: str,
+        modes: str,
+        devices: str,
+        repeats: int,
+        seed: int,
+    ) -> SweepPlan:
+        """The plan of ``qfed-qiskit noise-sweep``'s options (comma-separated lists), checked."""
+        from qfed_qiskit.study.evaluate import check_repeats
+
+        return cls(
+            config=load_config(config),
+            levels=parse_levels(levels),
+            shots=parse_shots(shots),
+            modes=parse_modes(modes),
+            devices=parse_devices(devices),
+            repeats=check_repeats(repeats),
+            seed=seed,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able plan (``config`` without its ``out``)."""

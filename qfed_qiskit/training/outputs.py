@@ -110,6 +110,21 @@ def _remove_run(path: Path) -> None:
         shutil.rmtree(path / name, ignore_errors=True)
 
 
+def read_metrics(run: str | Path) -> list[dict[str, Any]]:
+    """The complete lines of ``<run>/metrics.jsonl``; a torn last line (of a run still going, or
+    killed mid-write) is ignored, and a missing file is no lines."""
+    path = Path(run) / RunDirectory.METRICS
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
 class RunDirectory:
     """The output folder of one run: ``metrics.jsonl``, ``summary.json``, ``model.pt``, ``cnn.pt``.
 
@@ -181,16 +196,7 @@ class RunDirectory:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All complete lines of ``metrics.jsonl`` (a torn last line is ignored)."""
-        path = self.path / self.METRICS
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-        return out
+        return read_metrics(self.path)
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
         """Write ``summary.json`` atomically."""
