@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from qfed_qiskit.data import fashion_mnist as fm
+from tests.idx_utils import write_idx_dataset
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -15,12 +18,16 @@ def _python_blocks(markdown: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
 
 
-def test_readme_python_example_runs() -> None:
-    """Every ```python block of README.md executes."""
+def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ```python block of README.md executes (on small generated data, in a scratch folder)."""
     blocks = _python_blocks((ROOT / "README.md").read_text())
     assert blocks, "README.md has no python example"
+    monkeypatch.setattr(fm, "FULL_SIZES", (512, 200))
+    monkeypatch.setenv("QFED_DATA_DIR", str(write_idx_dataset(tmp_path / "data", 512, 200)))
+    monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+    assert (tmp_path / "runs" / "api" / "eval").is_dir()
 
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -44,3 +51,16 @@ def test_notebook_outputs_are_not_committed(notebook: Path) -> None:
             f"{notebook.name}, cell {number}: outputs are committed; clear them "
             "(Jupyter: Edit > Clear Outputs of All Cells) before committing"
         )
+
+
+def test_readme_profile_example_loads(tmp_path: Path) -> None:
+    """The README's own noise model and backend profile load as written, the noise resolved."""
+    from qfed_qiskit.profiles import load_backend_profile, load_noise_profile
+
+    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    for block in blocks:
+        name = block.splitlines()[0].removeprefix("# ").strip()  # each block starts "# <file>"
+        (tmp_path / name).write_text(block)
+    profile = load_backend_profile(tmp_path / "my-aer.toml")
+    noise = load_noise_profile(str(profile.noise), relative_to=tmp_path)
+    assert (profile.name, profile.shots, noise.name, noise.p2) == ("my-aer", 8192, "my-noise", 5e-3)
