@@ -19,7 +19,7 @@ def _python_blocks(markdown: str) -> list[str]:
 
 
 def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ```python block of README.md executes (on small generated data, in a scratch folder)."""
+    """Every ```python block of README.md executes (small generated data, a scratch folder)."""
     blocks = _python_blocks((ROOT / "README.md").read_text())
     assert blocks, "README.md has no python example"
     monkeypatch.setattr(fm, "FULL_SIZES", (512, 200))
