@@ -15,7 +15,9 @@ Usage:
 already has its summary is skipped, one whose run folder (``out``: the config's, or the row's
 own) has a checkpoint is resumed (``qfed-qiskit train --resume``), any other is started with its
 ``args`` (default ``--config CONFIG``); when a run finishes, its ``summary.json``,
-``metrics.jsonl`` and ``report/`` are copied into the row's ``results/`` folder. A session that
+``metrics.jsonl`` and ``report/`` are copied into the row's ``results/`` folder, with, for a
+non-IID partition, each client's accuracy (``client_accuracy.json``, from
+``benchmarks/client_accuracy.py``; the table shows its range). A session that
 ends mid-run loses at most the round in progress: run the same command again.
 
 ``--results-md`` rewrites the table between the ``<!-- paper-table:start -->`` and
@@ -38,6 +40,8 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- paper-table:start -->", "<!-- paper-table:end -->"
+CLIENT_ACCURACY = "client_accuracy.json"
+"""Per-client accuracy of a non-IID row (benchmarks/client_accuracy.py), beside its summary."""
 FIELDS = (
     "config",
     "command",
@@ -117,6 +121,11 @@ def table_entry(row: dict[str, Any], root: Path = ROOT) -> dict[str, Any]:
             "git_commit": row.get("git_commit") or _commits(records, summary),
         }
     )
+    spread_path = folder / CLIENT_ACCURACY
+    if spread_path.is_file():
+        spread = json.loads(spread_path.read_text())
+        for key in ("client_accuracy_min", "client_accuracy_max", "client_accuracy_std"):
+            entry[key] = round(float(spread[key]), 4)
     if row.get("note"):
         entry["note"] = row["note"]
     return entry
@@ -141,6 +150,9 @@ def render_markdown(table: list[dict[str, Any]]) -> str:
     for e in table:
         if e["status"] == "done":
             ours = f"**{_pct(e['test_accuracy'])}**"
+            if e.get("client_accuracy_min") is not None:
+                low, high = e["client_accuracy_min"], e["client_accuracy_max"]
+                ours += f" (clients {_pct(low)}–{_pct(high)})"
             wall = f"{e['wall_time_s']:,.0f} s"
             rss = "—" if e["peak_rss_mb"] is None else f"{e['peak_rss_mb']:,.0f} MB"
             size = "—" if e["bytes_total"] is None else f"{e['bytes_total'] / 1e6:,.1f} MB"
@@ -199,6 +211,11 @@ def run_row(row: dict[str, Any], root: Path = ROOT, cli: list[str] | None = None
         shutil.copy2(run_dir / name, dest / name)
     if (run_dir / "report").is_dir():
         shutil.copytree(run_dir / "report", dest / "report", dirs_exist_ok=True)
+    partition = json.loads((run_dir / "summary.json").read_text())["config"].get("partition")
+    if partition not in (None, "iid"):  # non-IID rows: how evenly the model serves the clients
+        script = Path(__file__).with_name("client_accuracy.py")
+        spread = [sys.executable, str(script), str(run_dir), "--out", str(dest / CLIENT_ACCURACY)]
+        subprocess.run(spread, cwd=root, check=True)
     print(f"[{row['id']}] results in {dest}", flush=True)
 
 

@@ -98,6 +98,49 @@ def test_rows_train_resume_and_render(tmp_path: Path) -> None:
     assert json.loads(out.read_text())[0]["status"] == "done"
 
 
+def test_non_iid_row_records_each_clients_accuracy(tmp_path: Path) -> None:
+    """A Dirichlet row gets client_accuracy.json: label shares that are the shards', accuracies
+    that average (weighted by samples) to the model's accuracy on the training label mix."""
+    from tests.idx_utils import write_idx_dataset
+
+    write_idx_dataset(tmp_path / "data", 200, 100)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "dir.toml").write_text(
+        'model = "classical"\nclients = 3\nrounds = 1\nlocal-epochs = 1\nbatch-size = 32\n'
+        'max-steps-per-epoch = 2\nlr = 1e-2\nseed = 0\npartition = "dirichlet:0.3"\n'
+        f'out = "runs/dir"\ndata-dir = "{tmp_path / "data"}"\n'
+    )
+    rows = tmp_path / "rows.toml"
+    rows.write_text(
+        '[[row]]\nid = "dir"\nitem = "7"\nlabel = "dir"\nconfig = "configs/dir.toml"\n'
+        'run = "results/dir"\n'
+    )
+    cli = tmp_path / "cli.py"
+    cli.write_text(
+        "import qfed_qiskit.data.fashion_mnist as fm\n"
+        "from qfed_qiskit.cli.main import main\n"
+        "if __name__ == '__main__':\n"
+        "    fm.FULL_SIZES = (200, 100)\n"
+        "    main()\n"
+    )
+    out = tmp_path / "table.json"
+    args = ("--rows", str(rows), "--root", str(tmp_path), "--out", str(out), "--run", "dir")
+    proc = _script(*args, "--cli", f"{sys.executable} {cli}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    spread = json.loads((tmp_path / "results" / "dir" / "client_accuracy.json").read_text())
+    clients = spread["clients"]
+    assert len(clients) == 3 and sum(c["samples"] for c in clients) == 200
+    for c in clients:
+        assert abs(sum(c["label_share"]) - 1) < 1e-3
+        pairs = zip(c["label_share"], spread["per_class_accuracy"], strict=True)
+        expected = sum(share * accuracy for share, accuracy in pairs)
+        assert abs(c["accuracy"] - expected) < 1e-3
+    (entry,) = json.loads(out.read_text())
+    assert entry["client_accuracy_min"] == round(spread["client_accuracy_min"], 4)
+    assert entry["client_accuracy_min"] <= entry["client_accuracy_max"]
+    assert "(clients " in proc.stdout
+
+
 def test_unknown_row_is_one_line(tmp_path: Path) -> None:
     proc = _script("--out", str(tmp_path / "t.json"), "--run", "nope")
     assert proc.returncode != 0 and "--run nope: not in" in proc.stderr
