@@ -49,6 +49,7 @@ DEFAULT_BACKEND = "statevector"
 PAPER_LR = {"qt": 1e-4, "classical": 1e-3, "small-cnn": 1e-3}
 """Adam learning rates of the reference (paper.md): QT 1e-4, classical CNNs 1e-3."""
 PLATEAU_STEPS = ("epoch", "round")
+SERVER_OPTIMIZERS = ("fedavg", "fedadam")
 
 
 def _partition_ok(value: Any) -> bool:
@@ -222,6 +223,19 @@ class TrainConfig:
         None, v.number(above=0), "DP-FedAvg: clip norm of client deltas.", default_text="off"
     )
     dp_noise: float = setting(0.0, v.number(minimum=0), "DP-FedAvg: noise multiplier sigma.")
+    # FedAdam (Reddi et al., arXiv 2003.00295) moves the global model by an Adam step on the
+    # averaged client delta; its moments are server state, checkpointed with the run.
+    server_optimizer: str = setting(
+        "fedavg",
+        v.one_of(SERVER_OPTIMIZERS),
+        "Federated: fedavg (the paper) or fedadam (an Adam step on the mean client delta).",
+    )
+    server_lr: float = setting(1e-2, v.number(above=0), "FedAdam: server learning rate eta.")
+    server_beta1: float = setting(0.9, v.number(minimum=0, below=1), "FedAdam: beta1.")
+    server_beta2: float = setting(0.99, v.number(minimum=0, below=1), "FedAdam: beta2.")
+    server_tau: float = setting(
+        1e-3, v.number(above=0), "FedAdam: tau, the adaptivity floor added to sqrt(v)."
+    )
     runtime: str = setting(
         "embedded", v.one_of(RUNTIMES), "Federated runtime: embedded or flower.", flower=False
     )
@@ -333,6 +347,15 @@ def cross_field_problems(values: Mapping[str, Any]) -> list[str]:
             f"backend={values['backend']!r} with generator='vector' (that baseline has no QNN "
             f"to run on a backend; expected {DEFAULT_BACKEND!r})"
         )
+    if values["server_optimizer"] == "fedadam" and values["dp_clip"] is not None:
+        problems.append(
+            f"server_optimizer='fedadam' with dp_clip={values['dp_clip']} (DP-FedAvg averages "
+            "the clipped deltas itself; use one of them)"
+        )
+    if values["server_optimizer"] == "fedavg":
+        for key in ("server_lr", "server_beta1", "server_beta2", "server_tau"):
+            if values[key] != SETTINGS[key].default:
+                problems.append(f"{key}={values[key]!r} needs server_optimizer='fedadam'")
     if values["dp_noise"] > 0 and values["dp_clip"] is None:
         problems.append(f"dp_noise={values['dp_noise']} needs dp_clip (the clipping norm C)")
     return problems

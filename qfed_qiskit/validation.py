@@ -86,24 +86,34 @@ def integer(*, minimum: int | None = None, maximum: int | None = None) -> Rule:
 
 
 def number(
-    *, above: float | None = None, minimum: float | None = None, maximum: float | None = None
+    *,
+    above: float | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    below: float | None = None,
 ) -> Rule:
-    """A finite number ``> above`` or ``>= minimum``, and ``<= maximum`` (bounds optional)."""
+    """A finite number ``> above`` or ``>= minimum``, and ``<= maximum`` or ``< below`` (bounds
+    optional)."""
     low: Check = lambda v: True  # noqa: E731
-    text = "a number"
+    low_text = ""
     if above is not None:
-        low, text = (lambda v: v > above), f"a number > {above:g}"
+        low, low_text = (lambda v: v > above), f"> {above:g}"
     elif minimum is not None:
-        low, text = (lambda v: v >= minimum), f"a number >= {minimum:g}"
-    if maximum is None:
-        return Rule("float", text, low)
-    if above is not None:
-        text = f"a number in ({above:g}, {maximum:g}]"
-    elif minimum is not None:
-        text = f"a number in [{minimum:g}, {maximum:g}]"
+        low, low_text = (lambda v: v >= minimum), f">= {minimum:g}"
+    if maximum is None and below is None:
+        return Rule("float", f"a number {low_text}".rstrip(), low)
+    if maximum is not None:
+        high: Check = lambda v: v <= maximum  # noqa: E731
+        closing, bound, high_text = "]", maximum, f"<= {maximum:g}"
     else:
-        text = f"a number <= {maximum:g}"
-    return Rule("float", text, lambda v: low(v) and v <= maximum)
+        assert below is not None
+        high, closing, bound, high_text = (lambda v: v < below), ")", below, f"< {below:g}"
+    if above is not None or minimum is not None:
+        opening, start = ("(", above) if above is not None else ("[", minimum)
+        text = f"a number in {opening}{start:g}, {bound:g}{closing}"
+    else:
+        text = f"a number {high_text}"
+    return Rule("float", text, lambda v: low(v) and high(v))
 
 
 def one_of(choices: tuple[str, ...]) -> Rule:

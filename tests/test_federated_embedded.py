@@ -10,14 +10,20 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from qfed_qiskit.config import TrainConfig
+from qfed_qiskit.config import TrainConfig, build_config
 from qfed_qiskit.exceptions import QFedInputError
 from qfed_qiskit.federated import load_checkpoint, resume_config, run_federated
-from qfed_qiskit.federated.core import get_parameters, sample_clients, serialized_size
+from qfed_qiskit.federated.core import (
+    FedAdam,
+    get_parameters,
+    sample_clients,
+    serialized_size,
+)
 from qfed_qiskit.training import RunDirectory, build_model
 
 Data = tuple[TensorDataset, TensorDataset]
@@ -153,6 +159,56 @@ def test_dp_noise_without_clip_is_refused(tmp_path: Path, data: Data) -> None:
     """Noise without a clipping norm is contradictory."""
     with pytest.raises(QFedInputError, match="dp_clip"):
         _run(_config(tmp_path, dp_noise=1.0), data)
+
+
+def test_fedadam_step_is_reddi_et_al_algorithm_2() -> None:
+    """Two server steps against the formulas, written out (zero moments, no bias correction)."""
+    adam = FedAdam(lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3)
+    x = {"w": np.array([1.0, -2.0], dtype=np.float32)}
+    targets = [np.array([1.5, -2.0]), np.array([1.25, -1.0])]
+    m, v, ref = np.zeros(2), np.zeros(2), x["w"].astype(np.float64)
+    for target in targets:
+        new = adam.step(x, {"w": target.astype(np.float32)})
+        delta = target - ref
+        m = 0.9 * m + 0.1 * delta
+        v = 0.99 * v + 0.01 * delta**2
+        ref = (ref + 0.1 * m / (np.sqrt(v) + 1e-3)).astype(np.float32).astype(np.float64)
+        assert new["w"].dtype == np.float32
+        np.testing.assert_array_equal(new["w"], ref.astype(np.float32))
+        x = new
+    restored = FedAdam(lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3)
+    restored.load_state_dict(adam.state_dict())
+    np.testing.assert_array_equal(restored.v["w"], adam.v["w"])
+
+
+def test_fedadam_run_differs_from_fedavg_and_resumes_bit_identically(
+    tmp_path: Path, data: Data
+) -> None:
+    """server_optimizer='fedadam': another model than FedAvg's; 2 rounds + resume == 3 rounds
+    (the moments are in the checkpoint)."""
+    fedadam = {"server_optimizer": "fedadam", "server_lr": 3e-2, "fraction_fit": 1.0}
+    _run(_config(tmp_path / "avg", fraction_fit=1.0), data)
+    _run(_config(tmp_path / "adam", **fedadam), data)
+    avg, adam = _params(tmp_path / "avg"), _params(tmp_path / "adam")
+    assert any(not torch.equal(avg[k], adam[k]) for k in avg)
+    assert "server_optimizer" in load_checkpoint(tmp_path / "adam").server
+    _run(_config(tmp_path / "cut", **fedadam, rounds=2), data)
+    _run(_config(tmp_path / "cut", **fedadam), data, resume=True)
+    _assert_same_params(tmp_path / "cut", tmp_path / "adam")
+
+
+def test_fedadam_settings_are_checked_together() -> None:
+    """FedAdam's knobs need FedAdam, and it does not combine with DP-FedAvg: one line each."""
+    with pytest.raises(
+        QFedInputError, match=re.escape("server_lr=0.5 needs server_optimizer='fedadam'")
+    ):
+        build_config({"server_lr": 0.5})
+    with pytest.raises(QFedInputError, match="server_optimizer='fedadam' with dp_clip"):
+        build_config({"server_optimizer": "fedadam", "dp_clip": 1.0})
+    with pytest.raises(
+        QFedInputError, match=re.escape("server_beta1=1.0 (expected a number in [0, 1))")
+    ):
+        build_config({"server_optimizer": "fedadam", "server_beta1": 1.0})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -654,6 +654,59 @@ def dp_fedavg(
     )
 
 
+class FedAdam:
+    """Server-side Adam on the mean client delta: FedAdam of Reddi et al., "Adaptive Federated
+    Optimization", arXiv 2003.00295, Algorithm 2 (as Flower's ``FedAdam``: zero-initialised
+    moments, no bias correction).
+
+    With ``Δ`` the FedAvg mean minus the global arrays, per coordinate
+    ``m ← β1 m + (1 - β1) Δ``, ``v ← β2 v + (1 - β2) Δ²`` and ``x ← x + η m / (√v + τ)``, in
+    float64, cast back to each array's dtype. The moments are server state: the server loop
+    checkpoints them (:meth:`state_dict`) so a resumed run continues bit for bit.
+    """
+
+    def __init__(self, *, lr: float, beta1: float, beta2: float, tau: float) -> None:
+        self.lr, self.beta1, self.beta2, self.tau = lr, beta1, beta2, tau
+        self.m: dict[str, npt.NDArray[np.float64]] = {}
+        self.v: dict[str, npt.NDArray[np.float64]] = {}
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> FedAdam | None:
+        """The run's server optimizer (None for plain FedAvg)."""
+        if config.server_optimizer != "fedadam":
+            return None
+        return cls(
+            lr=config.server_lr,
+            beta1=config.server_beta1,
+            beta2=config.server_beta2,
+            tau=config.server_tau,
+        )
+
+    def step(self, reference: Mapping[str, Array], averaged: Mapping[str, Array]) -> Arrays:
+        """The new global arrays, given the round's start and its FedAvg mean."""
+        out: Arrays = {}
+        for name, ref in reference.items():
+            start = np.asarray(ref, np.float64)
+            delta = np.asarray(averaged[name], np.float64) - start
+            m = self.m.get(name, np.zeros_like(delta))
+            v = self.v.get(name, np.zeros_like(delta))
+            m = self.beta1 * m + (1.0 - self.beta1) * delta
+            v = self.beta2 * v + (1.0 - self.beta2) * delta * delta
+            self.m[name], self.v[name] = m, v
+            moved = start + self.lr * m / (np.sqrt(v) + self.tau)
+            out[name] = moved.astype(np.asarray(ref).dtype)
+        return out
+
+    def state_dict(self) -> dict[str, dict[str, npt.NDArray[np.float64]]]:
+        """The moments, by array name."""
+        return {"m": dict(self.m), "v": dict(self.v)}
+
+    def load_state_dict(self, state: Mapping[str, Mapping[str, Any]]) -> None:
+        """Restore :meth:`state_dict` (values may be tensors or arrays)."""
+        self.m = {k: np.asarray(x, np.float64).copy() for k, x in state["m"].items()}
+        self.v = {k: np.asarray(x, np.float64).copy() for k, x in state["v"].items()}
+
+
 def weighted_loss(updates: list[ClientUpdate]) -> float | None:
     """Mean client loss weighted by sample count (None without updates)."""
     if not updates:
@@ -672,12 +725,14 @@ def aggregate_round(
     bytes_down: int,
     bytes_up: int,
     steps: int,
+    server_optimizer: FedAdam | None = None,
 ) -> tuple[Arrays, dict[str, Any]]:
     """The server side of one round, shared by every runtime.
 
     Averages the accepted updates (FedAvg, or DP-FedAvg when ``config.dp_clip`` is set, with noise
-    seeded by the round) unless fewer than ``config.min_clients`` were accepted, in which case the
-    round fails and ``reference`` is returned unchanged.
+    seeded by the round; with ``server_optimizer``, FedAdam steps on the FedAvg mean and its
+    moments are updated in place) unless fewer than ``config.min_clients`` were accepted, in
+    which case the round fails and ``reference`` is returned unchanged.
 
     Returns:
         The new global arrays and the round's metrics record (``status`` ``"ok"`` or
@@ -705,6 +760,8 @@ def aggregate_round(
         logger.warning("round %d failed: %s; global model unchanged", rnd, record["failure"])
         return reference, record
     record["status"] = "ok"
+    if server_optimizer is not None:
+        return server_optimizer.step(reference, fedavg(accepted)), record
     if config.dp_clip is None:
         return fedavg(accepted), record
     rng = np.random.default_rng(derive_seed(config.seed, SEED_DP_NOISE, rnd))

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -43,6 +44,7 @@ from qfed_qiskit.federated.core import (
     Arrays,
     ClientState,
     ClientUpdate,
+    FedAdam,
     aggregate_round,
     check_reply,
     federated_summary,
@@ -60,6 +62,8 @@ from qfed_qiskit.training.outputs import NewJobIds, RunDirectory
 
 logger = logging.getLogger(__name__)
 
+SERVER_OPTIMIZER_KEY = "server_optimizer"
+"""Where the checkpoint's server state keeps FedAdam's moments."""
 RESUME_HINT = "rerun with --resume {out} to continue: finished clients are not asked again"
 
 
@@ -96,6 +100,7 @@ class _Loop:
         self.round = 0
         self.prior_wall = 0.0
         self.last_eval: EvalResult | None = None
+        self.server_optimizer = FedAdam.from_config(config)
         # Counted from 0 in every process, resumed or not: the engine factory is new in each.
         self._server_job_ids = NewJobIds(server_job_ids)
 
@@ -109,6 +114,8 @@ class _Loop:
         self.client_states = dict(ckpt.client_states)
         self.history = list(ckpt.server.get("history", []))
         self.prior_wall = float(ckpt.server.get("wall_time_s", 0.0))
+        if self.server_optimizer is not None and SERVER_OPTIMIZER_KEY in ckpt.server:
+            self.server_optimizer.load_state_dict(ckpt.server[SERVER_OPTIMIZER_KEY])
         restore_rng_state(ckpt.rng)
 
     def checkpoint(self) -> None:
@@ -120,12 +127,23 @@ class _Loop:
                 config=self.config.to_dict(),
                 global_arrays=self.global_arrays,
                 client_states=self.client_states,
-                server={"history": self.history, "wall_time_s": self.wall_time()},
+                server=self.server_state(),
                 rng=capture_rng_state(),
             ),
         )
         clear_partial_round(self.run_dir.path)
         self.run_dir.clear_jobs()  # the work of the round is in the checkpoint now
+
+    def server_state(self) -> dict[str, Any]:
+        """What the checkpoint keeps of the server: the history, the time, FedAdam's moments."""
+        state: dict[str, Any] = {"history": self.history, "wall_time_s": self.wall_time()}
+        if self.server_optimizer is not None:
+            moments = self.server_optimizer.state_dict()
+            state[SERVER_OPTIMIZER_KEY] = {  # tensors: the checkpoint loads with weights_only
+                part: {k: torch.from_numpy(x.copy()) for k, x in arrays.items()}
+                for part, arrays in moments.items()
+            }
+        return state
 
     def wall_time(self) -> float:
         return float(self.history[-1]["run_time_s"]) if self.history else self.prior_wall
@@ -229,6 +247,7 @@ class _Loop:
             bytes_down=bytes_down,
             bytes_up=bytes_up,
             steps=steps,
+            server_optimizer=self.server_optimizer,
         )
         if record["status"] == "ok":
             self.client_states.update(new_states)
