@@ -31,6 +31,9 @@ import numba
 log = logging.getLogger(__name__)
 
 _IN_CHILD_ENV = "QFED_KERNEL_CACHE_CHILD"
+_CHILD_CODE = "from qfed_qiskit.engines.statevector import compile_kernels; compile_kernels()"
+"""What the child runs (the engine knows which signatures it calls; this module does not import
+it, which would be a circle)."""
 
 
 def _cache_dir() -> Path | None:
@@ -50,27 +53,9 @@ def _marker_name() -> str:
     return f"qfed-kernels-{numba.__version__}-{version}-{stat.st_mtime_ns}-{stat.st_size}.ok"
 
 
-def compile_all() -> None:
-    """Compile every kernel signature the engines call: forward and adjoint, fused and gate by
-    gate, float32 and float64 states, serial and threaded."""
-    import torch
-
-    from qfed_qiskit.circuits import qt_ansatz
-    from qfed_qiskit.engines.statevector import StatevectorEngine, _ProbabilitiesFunction
-
-    for dtype in (torch.float32, torch.float64):
-        for threads in (1, 2):
-            # 11 qubits: the smallest state that takes the threaded kernels.
-            engine = StatevectorEngine(circuit=qt_ansatz(11, 1), dtype=dtype, threads=threads)
-            for program in (engine.fused, engine.program):
-                theta = torch.zeros(engine.num_parameters, dtype=dtype, requires_grad=True)
-                probs = _ProbabilitiesFunction.apply(theta, program, threads)
-                probs.sum().backward()
-
-
 def _compile_in_child() -> None:
     env = {**os.environ, _IN_CHILD_ENV: "1"}
-    cmd = [sys.executable, "-m", "qfed_qiskit.engines.kernel_cache"]
+    cmd = [sys.executable, "-c", _CHILD_CODE]
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -98,7 +83,3 @@ def ensure_compiled() -> None:
         detail = getattr(exc, "stderr", b"") or b""
         last = detail.decode(errors="replace").strip().splitlines()[-1:] or [str(exc)]
         log.warning("kernels compile in this process (cache not prepared: %s)", last[0])
-
-
-if __name__ == "__main__":
-    compile_all()

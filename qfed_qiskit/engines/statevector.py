@@ -237,3 +237,19 @@ def statevector_factory(
         return StatevectorEngine(circuit=circuit, dtype=dtype)
 
     return build
+
+
+def compile_kernels() -> None:
+    """Compile every kernel signature the engine calls: forward and adjoint, fused and gate by
+    gate, float32 and float64 states, serial and threaded (see
+    :mod:`~qfed_qiskit.engines.kernel_cache`, whose child process runs this)."""
+    from qfed_qiskit.circuits import qt_ansatz
+
+    for dtype in (torch.float32, torch.float64):
+        for threads in (1, 2):
+            # 11 qubits: the smallest state that takes the threaded kernels.
+            engine = StatevectorEngine(circuit=qt_ansatz(11, 1), dtype=dtype, threads=threads)
+            for program in (engine.fused, engine.program):
+                theta = torch.zeros(engine.num_parameters, dtype=dtype, requires_grad=True)
+                probs = _ProbabilitiesFunction.apply(theta, program, threads)
+                probs.sum().backward()
