@@ -21,6 +21,19 @@ def _script(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _small_data_cli(tmp_path: Path) -> str:
+    """A qfed-qiskit command whose data loader takes the 200/100-image test set as the full one."""
+    cli = tmp_path / "cli.py"
+    cli.write_text(
+        "import qfed_qiskit.data.fashion_mnist as fm\n"
+        "from qfed_qiskit.cli.main import main\n"
+        "if __name__ == '__main__':\n"
+        "    fm.FULL_SIZES = (200, 100)\n"
+        "    main()\n"
+    )
+    return f"{sys.executable} {cli}"
+
+
 def test_committed_table_and_results_md_are_up_to_date() -> None:
     """results/paper_table.json and RESULTS.md's table are what results/paper_rows.toml's run
     folders give (fails when a run was added without regenerating them)."""
@@ -58,18 +71,9 @@ def test_rows_train_resume_and_render(tmp_path: Path) -> None:
         '[[row]]\nid = "later"\nitem = "2"\nlabel = "later"\nconfig = "configs/tiny.toml"\n'
         'run = "results/later"\n'
     )
-    # qfed-qiskit, with the data loader told that this small data set is the full one
-    cli = tmp_path / "cli.py"
-    cli.write_text(
-        "import qfed_qiskit.data.fashion_mnist as fm\n"
-        "from qfed_qiskit.cli.main import main\n"
-        "if __name__ == '__main__':\n"
-        "    fm.FULL_SIZES = (200, 100)\n"
-        "    main()\n"
-    )
     out = tmp_path / "table.json"
     args = ("--rows", str(rows), "--root", str(tmp_path), "--out", str(out))
-    args += ("--cli", f"{sys.executable} {cli}")
+    args += ("--cli", _small_data_cli(tmp_path))
     proc = _script(*args, "--run", "tiny")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     table = json.loads(out.read_text())
@@ -117,17 +121,9 @@ def test_non_iid_row_records_each_clients_accuracy(tmp_path: Path) -> None:
         '[[row]]\nid = "dir"\nitem = "7"\nlabel = "dir"\nconfig = "configs/dir.toml"\n'
         'run = "results/dir"\n'
     )
-    cli = tmp_path / "cli.py"
-    cli.write_text(
-        "import qfed_qiskit.data.fashion_mnist as fm\n"
-        "from qfed_qiskit.cli.main import main\n"
-        "if __name__ == '__main__':\n"
-        "    fm.FULL_SIZES = (200, 100)\n"
-        "    main()\n"
-    )
     out = tmp_path / "table.json"
     args = ("--rows", str(rows), "--root", str(tmp_path), "--out", str(out), "--run", "dir")
-    proc = _script(*args, "--cli", f"{sys.executable} {cli}")
+    proc = _script(*args, "--cli", _small_data_cli(tmp_path))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     spread = json.loads((tmp_path / "results" / "dir" / "client_accuracy.json").read_text())
     clients = spread["clients"]
