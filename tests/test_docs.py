@@ -64,3 +64,48 @@ def test_readme_profile_example_loads(tmp_path: Path) -> None:
     profile = load_backend_profile(tmp_path / "my-aer.toml")
     noise = load_noise_profile(str(profile.noise), relative_to=tmp_path)
     assert (profile.name, profile.shots, noise.name, noise.p2) == ("my-aer", 8192, "my-noise", 5e-3)
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every `qfed-qiskit ...` line of the README's bash blocks, continuations joined, as tokens."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            tokens = line.split("#", 1)[0].split()
+            if tokens[:1] == ["qfed-qiskit"]:
+                commands.append(tokens[1:])
+    return commands
+
+
+def test_readme_commands_agree_with_the_help() -> None:
+    """Each command and option the README shows exists, so `--help` and the README agree."""
+    import click
+    import typer.main
+
+    from qfed_qiskit.cli.main import app
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, click.Group)
+    commands = _readme_commands()
+    assert len(commands) >= 10, "the README's tour is gone"
+    shown = set()
+    for tokens in commands:
+        command = group.commands.get(tokens[0])
+        assert command is not None, f"README: `qfed-qiskit {tokens[0]}` is not a command"
+        shown.add(tokens[0])
+        options = {name for param in command.params for name in param.opts}
+        for token in tokens[1:]:
+            flag = token.split("=", 1)[0]
+            assert not flag.startswith("--") or flag in options, (
+                f"README: `qfed-qiskit {tokens[0]}` has no option {flag}"
+            )
+    assert shown == set(group.commands), "a command the README never shows"
+
+
+def test_readme_names_every_backend_and_existing_configs() -> None:
+    """The README lists every shipped backend profile and every config it points to exists."""
+    readme = (ROOT / "README.md").read_text()
+    for profile in sorted((ROOT / "backends").glob("*.toml")):
+        assert f"`{profile.stem}`" in readme, f"README does not list backend {profile.stem}"
+    for path in sorted(set(re.findall(r"configs/[\w.-]+\.toml", readme))):
+        assert (ROOT / path).is_file(), f"README points to {path}, which does not exist"
