@@ -14,13 +14,15 @@ from tests.idx_utils import write_idx_dataset
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _python_blocks(markdown: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
+def _readme_blocks(language: str) -> list[str]:
+    """The README's fenced code blocks of one language, in order."""
+    readme = (ROOT / "README.md").read_text()
+    return re.findall(rf"```{language}\n(.*?)```", readme, flags=re.DOTALL)
 
 
 def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ```python block of README.md executes (small generated data, a scratch folder)."""
-    blocks = _python_blocks((ROOT / "README.md").read_text())
+    blocks = _readme_blocks("python")
     assert blocks, "README.md has no python example"
     monkeypatch.setattr(fm, "FULL_SIZES", (512, 200))
     monkeypatch.setenv("QFED_DATA_DIR", str(write_idx_dataset(tmp_path / "data", 512, 200)))
@@ -57,8 +59,7 @@ def test_readme_profile_example_loads(tmp_path: Path) -> None:
     """The README's own noise model and backend profile load as written, the noise resolved."""
     from qfed_qiskit.profiles import load_backend_profile, load_noise_profile
 
-    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
-    for block in blocks:
+    for block in _readme_blocks("toml"):
         name = block.splitlines()[0].removeprefix("# ").strip()  # each block starts "# <file>"
         (tmp_path / name).write_text(block)
     profile = load_backend_profile(tmp_path / "my-aer.toml")
@@ -69,7 +70,7 @@ def test_readme_profile_example_loads(tmp_path: Path) -> None:
 def _readme_commands() -> list[list[str]]:
     """Every `qfed-qiskit ...` line of the README's bash blocks, continuations joined, as tokens."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL):
+    for block in _readme_blocks("bash"):
         for line in block.replace("\\\n", " ").splitlines():
             tokens = line.split("#", 1)[0].split()
             if tokens[:1] == ["qfed-qiskit"]:
