@@ -83,7 +83,7 @@ def _commits(records: list[dict[str, Any]], summary: dict[str, Any]) -> str | No
 def table_entry(row: dict[str, Any], root: Path = ROOT) -> dict[str, Any]:
     """One row of the table: the declared fields, then what its run folder holds."""
     folder = root / row["run"]
-    command = row.get("command") or f"qfed-qiskit train --config {row['config']}"
+    command = row.get("command") or f"qfed-qiskit train {shlex.join(_train_args(row))}"
     entry: dict[str, Any] = {
         "id": row["id"],
         "item": row["item"],
@@ -179,6 +179,11 @@ def replace_section(text: str, table_md: str, source: str) -> str:
     return f"{head}{START}\n{table_md}\n{END}{tail}"
 
 
+def _train_args(row: dict[str, Any]) -> list[str]:
+    """The ``qfed-qiskit train`` arguments of a row: its ``args``, else its config alone."""
+    return list(row.get("args") or ["--config", row["config"]])
+
+
 def _load_rows(rows_path: Path) -> list[dict[str, Any]]:
     try:
         rows: list[dict[str, Any]] = tomllib.loads(rows_path.read_text())["row"]
@@ -196,7 +201,7 @@ def run_row(row: dict[str, Any], root: Path = ROOT, cli: list[str] | None = None
     if (dest / "summary.json").is_file():
         print(f"[{row['id']}] done already: {dest / 'summary.json'}", flush=True)
         return
-    args = list(row.get("args") or ["--config", row["config"]])
+    args = _train_args(row)
     out = row.get("out") or tomllib.loads((root / row["config"]).read_text())["out"]
     run_dir = root / out
     exe = cli or [str(Path(sys.executable).with_name("qfed-qiskit"))]

@@ -69,7 +69,7 @@ def test_rows_train_resume_and_render(tmp_path: Path) -> None:
         '[[row]]\nid = "tiny"\nitem = "1"\nlabel = "tiny"\nconfig = "configs/tiny.toml"\n'
         'run = "results/tiny"\npaper_accuracy = 0.5\n\n'
         '[[row]]\nid = "later"\nitem = "2"\nlabel = "later"\nconfig = "configs/tiny.toml"\n'
-        'run = "results/later"\n'
+        'run = "results/later"\nargs = ["--config", "configs/tiny.toml", "--rounds", "5"]\n'
     )
     out = tmp_path / "table.json"
     args = ("--rows", str(rows), "--root", str(tmp_path), "--out", str(out))
@@ -83,6 +83,7 @@ def test_rows_train_resume_and_render(tmp_path: Path) -> None:
     assert set(done) >= {"test_accuracy", "peak_rss_mb", "bytes_total", "git_commit", "steps"}
     assert done["peak_rss_mb"] > 0 and done["git_commit"]
     assert pending["status"] == "pending" and pending["test_accuracy"] is None
+    assert pending["command"] == "qfed-qiskit train --config configs/tiny.toml --rounds 5"
     assert "pending (0 rounds" in proc.stdout
 
     again = _script(*args, "--run", "tiny")
