@@ -5,7 +5,8 @@ its config, the command that ran it, the run folder kept under ``results/`` with
 ``summary.json`` and ``metrics.jsonl``, and the paper's accuracy where the paper has one). This
 script reads each folder and writes one JSON entry per row. A row whose folder has no
 ``summary.json`` yet (a run still going, resumed in pieces) is listed as ``"status": "running"``
-with the rounds it has so far; a row with no folder at all is ``"pending"``.
+with the rounds it has so far, or as ``"stopped"`` when the row says why it was stopped early
+(``stopped = "..."``: compute moved elsewhere); a row with no folder at all is ``"pending"``.
 
 Usage:
     python benchmarks/paper_table.py [--rows results/paper_rows.toml]
@@ -96,10 +97,13 @@ def table_entry(row: dict[str, Any], root: Path = ROOT) -> dict[str, Any]:
     records = _read_metrics(folder)
     summary_path = folder / "summary.json"
     if not summary_path.is_file():
-        entry["status"] = "running" if records else "pending"
+        entry["status"] = ("stopped" if row.get("stopped") else "running") if records else "pending"
+        if records and row.get("stopped"):
+            entry["stopped"] = row["stopped"]
         entry["rounds_done"] = len(records)
         if records:
             entry["test_accuracy_so_far"] = records[-1]["test_accuracy"]
+            entry["git_commit"] = _commits(records, {})
         for key in FIELDS:
             entry.setdefault(key, None)
         return entry

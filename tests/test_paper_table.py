@@ -99,6 +99,14 @@ def test_rows_train_resume_and_render(tmp_path: Path) -> None:
     (tmp_path / "results" / "tiny" / "metrics.jsonl").write_text(first + "\n")
     running = _script(*args)
     assert "running (1 rounds" in running.stdout
+    # The same cut run, declared stopped early (compute moved elsewhere), says so.
+    stopped_rows = tmp_path / "stopped.toml"
+    stopped_rows.write_text(
+        rows.read_text().replace("paper_accuracy = 0.5\n", 'stopped = "frozen"\n')
+    )
+    stopped = _script(*args[2:], "--rows", str(stopped_rows))
+    assert "stopped (1 rounds" in stopped.stdout, stopped.stdout[-2000:] + stopped.stderr
+    assert json.loads(out.read_text())[0]["stopped"] == "frozen"
     resumed = _script(*args, "--run", "tiny")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "--resume" in resumed.stdout
