@@ -18,8 +18,14 @@ own) has a checkpoint is resumed (``qfed-qiskit train --resume``), any other is 
 ``args`` (default ``--config CONFIG``); when a run finishes, its ``summary.json``,
 ``metrics.jsonl`` and ``report/`` are copied into the row's ``results/`` folder, with, for a
 non-IID partition, each client's accuracy (``client_accuracy.json``, from
-``benchmarks/client_accuracy.py``; the table shows its range). A session that
-ends mid-run loses at most the round in progress: run the same command again.
+``benchmarks/client_accuracy.py``; the table shows its range).
+
+Runs survive sessions, machines included: while a row trains, each new checkpoint (25 KB for the
+paper's model) and ``metrics.jsonl`` are mirrored into the row's ``results/`` folder, which is
+committed as the run goes (the table lists it as running, with its rounds so far). On a fresh
+clone, where the ignored run folder is gone, ``--run ID`` restores that checkpoint and resumes;
+a finished run's mirrored checkpoint is deleted. A session that ends mid-run loses at most the
+round in progress and whatever was not committed: run the same command again.
 
 ``--results-md`` rewrites the table between the ``<!-- paper-table:start -->`` and
 ``<!-- paper-table:end -->`` markers of that file; ``--check`` only compares and exits 1 when the
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -43,6 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- paper-table:start -->", "<!-- paper-table:end -->"
 CLIENT_ACCURACY = "client_accuracy.json"
 """Per-client accuracy of a non-IID row (benchmarks/client_accuracy.py), beside its summary."""
+CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"
+"""Mirrored from a running row's run folder into its results folder (the resume point)."""
+MIRROR_EVERY_S = 30.0
 FIELDS = (
     "config",
     "command",
@@ -196,6 +206,39 @@ def _load_rows(rows_path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _copy_files(src: Path, dest: Path, names: tuple[str, ...]) -> None:
+    """Copy the named files of ``src`` that exist into ``dest``, each atomically (a reader, or a
+    commit, never sees half a checkpoint)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (src / name).is_file():
+            partial = dest / f".{name}.partial"
+            shutil.copy2(src / name, partial)
+            os.replace(partial, dest / name)
+
+
+def _train_mirrored(command: list[str], root: Path, run_dir: Path, dest: Path) -> None:
+    """Run ``command``; whenever the run folder's checkpoint changes, mirror it and the metrics
+    into ``dest``. Raises CalledProcessError (after a last mirror) when the run fails."""
+    seen = -1
+    with subprocess.Popen(command, cwd=root) as proc:
+        while True:
+            try:
+                proc.wait(timeout=MIRROR_EVERY_S)
+                finished = True
+            except subprocess.TimeoutExpired:
+                finished = False
+            checkpoint = run_dir / CHECKPOINT
+            stamp = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else -1
+            if stamp != seen:
+                _copy_files(run_dir, dest, (CHECKPOINT, METRICS))
+                seen = stamp
+            if finished:
+                break
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, command)
+
+
 def run_row(row: dict[str, Any], root: Path = ROOT, cli: list[str] | None = None) -> None:
     """Train (or resume) one row's run and copy its results into the row's ``results/`` folder.
 
@@ -209,15 +252,19 @@ def run_row(row: dict[str, Any], root: Path = ROOT, cli: list[str] | None = None
     out = row.get("out") or tomllib.loads((root / row["config"]).read_text())["out"]
     run_dir = root / out
     exe = cli or [str(Path(sys.executable).with_name("qfed-qiskit"))]
-    if (run_dir / "checkpoint.pt").is_file():
+    if not (run_dir / CHECKPOINT).is_file() and (dest / CHECKPOINT).is_file():
+        # A fresh clone: the run folder is gone, the committed resume point is not.
+        _copy_files(dest, run_dir, (CHECKPOINT, METRICS))
+        print(f"[{row['id']}] restored {run_dir / CHECKPOINT} from {dest}", flush=True)
+    if (run_dir / CHECKPOINT).is_file():
         command = [*exe, "train", "--resume", str(run_dir)]
     else:
         command = [*exe, "train", *args, "--out", str(run_dir), "--overwrite"]
     print(f"[{row['id']}] {shlex.join(command)}", flush=True)
-    subprocess.run(command, cwd=root, check=True)
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("summary.json", "metrics.jsonl"):
+    _train_mirrored(command, root, run_dir, dest)
+    for name in ("summary.json", METRICS):
         shutil.copy2(run_dir / name, dest / name)
+    (dest / CHECKPOINT).unlink(missing_ok=True)  # finished: nothing left to resume
     if (run_dir / "report").is_dir():
         shutil.copytree(run_dir / "report", dest / "report", dirs_exist_ok=True)
     partition = json.loads((run_dir / "summary.json").read_text())["config"].get("partition")

@@ -89,14 +89,17 @@ def test_rows_train_resume_and_render(tmp_path: Path) -> None:
     again = _script(*args, "--run", "tiny")
     assert "done already" in again.stdout
 
-    # A run cut after round 1: its folder has a checkpoint and no summary; --run resumes it.
-    shutil.rmtree(tmp_path / "results" / "tiny")
-    summary = tmp_path / "runs" / "tiny" / "summary.json"
-    summary.unlink()
-    metrics = tmp_path / "runs" / "tiny" / "metrics.jsonl"
-    first = metrics.read_text().splitlines()[0]
-    (tmp_path / "results" / "tiny").mkdir(parents=True)
-    (tmp_path / "results" / "tiny" / "metrics.jsonl").write_text(first + "\n")
+    assert not (tmp_path / "results" / "tiny" / "checkpoint.pt").exists()  # finished: dropped
+
+    # A run cut after round 1, on a fresh clone: the ignored run folder is gone, the results
+    # folder holds the mirrored checkpoint and metrics; --run restores and resumes it.
+    run_dir, dest = tmp_path / "runs" / "tiny", tmp_path / "results" / "tiny"
+    first = (run_dir / "metrics.jsonl").read_text().splitlines()[0]
+    shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    shutil.copy2(run_dir / "checkpoint.pt", dest / "checkpoint.pt")
+    (dest / "metrics.jsonl").write_text(first + "\n")
+    shutil.rmtree(run_dir)
     running = _script(*args)
     assert "running (1 rounds" in running.stdout
     # The same cut run, declared stopped early (compute moved elsewhere), says so.
@@ -109,8 +112,33 @@ def test_rows_train_resume_and_render(tmp_path: Path) -> None:
     assert json.loads(out.read_text())[0]["stopped"] == "frozen"
     resumed = _script(*args, "--run", "tiny")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "--resume" in resumed.stdout
+    assert "restored" in resumed.stdout and "--resume" in resumed.stdout
     assert json.loads(out.read_text())[0]["status"] == "done"
+    assert not (dest / "checkpoint.pt").exists() and (dest / "summary.json").is_file()
+
+
+def test_a_failed_run_leaves_its_last_checkpoint_in_results(tmp_path: Path) -> None:
+    """The mirror copies the run folder's checkpoint and metrics into the results folder as the
+    run goes, and once more when it dies, so a committed results folder can resume it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("paper_table", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    paper_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paper_table)
+    run_dir, dest = tmp_path / "run", tmp_path / "results"
+    run_dir.mkdir()
+    writes_then_dies = (
+        "import pathlib, sys; d = pathlib.Path(sys.argv[1]); "
+        "(d / 'metrics.jsonl').write_text('{\"round\": 1}\\n'); "
+        "(d / 'checkpoint.pt').write_bytes(b'round 1'); sys.exit(3)"
+    )
+    command = [sys.executable, "-c", writes_then_dies, str(run_dir)]
+    with pytest.raises(subprocess.CalledProcessError):
+        paper_table._train_mirrored(command, tmp_path, run_dir, dest)
+    assert (dest / "checkpoint.pt").read_bytes() == b"round 1"
+    assert (dest / "metrics.jsonl").read_text() == '{"round": 1}\n'
+    assert not list(dest.glob(".*partial"))
 
 
 def test_non_iid_row_records_each_clients_accuracy(tmp_path: Path) -> None:
