@@ -20,12 +20,13 @@ own) has a checkpoint is resumed (``qfed-qiskit train --resume``), any other is 
 non-IID partition, each client's accuracy (``client_accuracy.json``, from
 ``benchmarks/client_accuracy.py``; the table shows its range).
 
-Runs survive sessions, machines included: while a row trains, each new checkpoint (25 KB for the
-paper's model) and ``metrics.jsonl`` are mirrored into the row's ``results/`` folder, which is
-committed as the run goes (the table lists it as running, with its rounds so far). On a fresh
-clone, where the ignored run folder is gone, ``--run ID`` restores that checkpoint and resumes;
-a finished run's mirrored checkpoint is deleted. A session that ends mid-run loses at most the
-round in progress and whatever was not committed: run the same command again.
+Runs survive sessions, machines included: while a row trains, each new checkpoint (about
+130 KB for the paper's N = 5 run, mostly the clients' Adam states) and ``metrics.jsonl`` are
+mirrored into the row's ``results/`` folder, which is committed as the run goes (the table lists
+it as running, with its rounds so far). On a fresh clone, where the ignored run folder is gone,
+``--run ID`` restores that checkpoint and resumes; a finished run's mirrored checkpoint is
+deleted. A session that ends mid-run loses at most the round in progress and whatever was not
+committed: run the same command again.
 
 ``--results-md`` rewrites the table between the ``<!-- paper-table:start -->`` and
 ``<!-- paper-table:end -->`` markers of that file; ``--check`` only compares and exits 1 when the
