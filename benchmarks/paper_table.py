@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -46,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
+
+from qfed_qiskit.files import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- paper-table:start -->", "<!-- paper-table:end -->"
@@ -210,12 +211,9 @@ def _load_rows(rows_path: Path) -> list[dict[str, Any]]:
 def _copy_files(src: Path, dest: Path, names: tuple[str, ...]) -> None:
     """Copy the named files of ``src`` that exist into ``dest``, each atomically (a reader, or a
     commit, never sees half a checkpoint)."""
-    dest.mkdir(parents=True, exist_ok=True)
     for name in names:
         if (src / name).is_file():
-            partial = dest / f".{name}.partial"
-            shutil.copy2(src / name, partial)
-            os.replace(partial, dest / name)
+            atomic_write_bytes(dest / name, (src / name).read_bytes())
 
 
 def _train_mirrored(command: list[str], root: Path, run_dir: Path, dest: Path) -> None:
@@ -263,8 +261,7 @@ def run_row(row: dict[str, Any], root: Path = ROOT, cli: list[str] | None = None
         command = [*exe, "train", *args, "--out", str(run_dir), "--overwrite"]
     print(f"[{row['id']}] {shlex.join(command)}", flush=True)
     _train_mirrored(command, root, run_dir, dest)
-    for name in ("summary.json", METRICS):
-        shutil.copy2(run_dir / name, dest / name)
+    _copy_files(run_dir, dest, (METRICS, "summary.json"))  # the summary last: it marks "done"
     (dest / CHECKPOINT).unlink(missing_ok=True)  # finished: nothing left to resume
     if (run_dir / "report").is_dir():
         shutil.copytree(run_dir / "report", dest / "report", dirs_exist_ok=True)
