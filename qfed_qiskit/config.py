@@ -36,8 +36,11 @@ GENERATORS = ("qnn", "frozen-qnn", "vector")
 """Where QT's 2**n "probabilities" come from: the trained QNN (the method), the QNN frozen at its
 initial angles (only the mapping trains), or a classical generator with as many trainable values
 as the QNN has angles (softmax of a fixed random projection of them). The last two are baselines."""
-MAPPINGS = ("mlp", "linear")
-"""QT's mapping model: the paper's MLP 14 -> 4 -> 20 -> 4 -> 1, or one linear layer 14 -> 1."""
+PAPER_MAPPING_HIDDEN = (4, 20, 4)
+"""Hidden widths of the reference mapping MLP (14 -> 4 -> 20 -> 4 -> 1, 249 parameters)."""
+MAPPING_HELP = "'mlp' (the paper's 4,20,4 hidden widths), 'mlp:W1,W2,...' or 'linear'"
+"""QT's mapping model: the paper's MLP, an MLP of other hidden widths, or one linear layer 14 -> 1
+(:func:`parse_mapping`)."""
 SCOPES = ("client", "round")
 DTYPES = ("float32", "float64")
 ACTIVATIONS = ("none", "relu")
@@ -59,6 +62,34 @@ def _partition_ok(value: Any) -> bool:
     try:
         parse_partition(value)
     except QFedInputError:
+        return False
+    return True
+
+
+def parse_mapping(spec: str) -> tuple[int, ...]:
+    """The hidden widths a ``mapping`` setting names: ``"mlp"`` → :data:`PAPER_MAPPING_HIDDEN`,
+    ``"mlp:16,8"`` → ``(16, 8)``, ``"linear"`` → ``()`` (one linear layer).
+
+    Raises:
+        ConfigError: For anything else.
+    """
+    text = spec.strip().lower()
+    if text == "linear":
+        return ()
+    if text == "mlp":
+        return PAPER_MAPPING_HIDDEN
+    kind, _, widths = text.partition(":")
+    if kind == "mlp" and widths:
+        parts = [w.strip() for w in widths.split(",")]
+        if all(p.isdigit() and int(p) > 0 for p in parts):
+            return tuple(int(p) for p in parts)
+    raise ConfigError(f"mapping={spec!r} is not allowed (expected {MAPPING_HELP})")
+
+
+def _mapping_ok(value: Any) -> bool:
+    try:
+        parse_mapping(value)
+    except ConfigError:
         return False
     return True
 
@@ -182,7 +213,11 @@ class TrainConfig:
     generator: str = setting(
         "qnn", v.one_of(GENERATORS), "QT: qnn, frozen-qnn or vector (classical baseline)."
     )
-    mapping: str = setting("mlp", v.one_of(MAPPINGS), "QT mapping model: mlp (paper) or linear.")
+    mapping: str = setting(
+        "mlp",
+        v.text(MAPPING_HELP, _mapping_ok),
+        "QT mapping model: mlp (paper), mlp:W1,W2,... (other hidden widths) or linear.",
+    )
     mapping_activation: str = setting(
         "none", v.one_of(ACTIVATIONS), "QT mapping MLP activation: none (paper) or relu."
     )
@@ -337,7 +372,7 @@ def cross_field_problems(values: Mapping[str, Any]) -> list[str]:
         for key in ("generator", "mapping", "mapping_activation"):
             if values[key] != SETTINGS[key].default:
                 problems.append(f"{key}={values[key]!r} needs model='qt' (got {values['model']!r})")
-    if values["mapping"] == "linear" and values["mapping_activation"] != "none":
+    if parse_mapping(values["mapping"]) == () and values["mapping_activation"] != "none":
         problems.append(
             f"mapping_activation={values['mapping_activation']!r} needs mapping='mlp' "
             "(a linear mapping has no hidden layers)"

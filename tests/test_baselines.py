@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from qfed_qiskit.config import TrainConfig, build_config
+from qfed_qiskit.config import TrainConfig, build_config, parse_mapping
 from qfed_qiskit.exceptions import ConfigError, QFedInputError
 from qfed_qiskit.federated import run_federated
 from qfed_qiskit.federated.core import client_fit, get_parameters
@@ -119,8 +119,30 @@ def test_linear_mapping_agrees_with_its_layer() -> None:
 
 
 @pytest.mark.parametrize(
+    ("spec", "hidden"),
+    [("mlp", (4, 20, 4)), ("linear", ()), ("mlp:20", (20,)), (" MLP:16, 8 ", (16, 8))],
+)
+def test_mapping_spec_names_the_hidden_widths(spec: str, hidden: tuple[int, ...]) -> None:
+    assert parse_mapping(spec) == hidden
+
+
+def test_a_wider_relu_mapping_with_fewer_blocks_stays_within_the_budget() -> None:
+    """L = 15 and a ReLU MLP 14 -> 20 -> 1: 1,170 angles + 321 mapping values = 1,491 trained."""
+    config = build_config({"mapping": "mlp:20", "blocks": 15, "mapping-activation": "relu"})
+    model = build_model(config)
+    assert isinstance(model, QuantumTrainModel)
+    linears = [m for m in model.mapping.net if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(14, 20), (20, 1)]
+    assert any(isinstance(m, nn.ReLU) for m in model.mapping.net)
+    assert count_parameters(model) == 1491
+
+
+@pytest.mark.parametrize(
     ("values", "fragment"),
     [
+        ({"mapping": "mlp:"}, "mapping='mlp:'"),
+        ({"mapping": "mlp:4,0"}, "mapping='mlp:4,0'"),
+        ({"mapping": "cnn"}, "'mlp:W1,W2,...'"),
         ({"model": "classical", "generator": "vector"}, "generator='vector' needs model='qt'"),
         ({"model": "small-cnn", "mapping": "linear"}, "mapping='linear' needs model='qt'"),
         ({"mapping": "linear", "mapping-activation": "relu"}, "needs mapping='mlp'"),

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from qfed_qiskit.config import PAPER_MAPPING_HIDDEN
 from qfed_qiskit.models.cnn import check_activation
 
-DEFAULT_HIDDEN = (4, 20, 4)
+DEFAULT_HIDDEN = PAPER_MAPPING_HIDDEN
 """Hidden widths of the reference mapping MLP (14 → 4 → 20 → 4 → 1, 249 parameters)."""
 
 

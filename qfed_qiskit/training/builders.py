@@ -16,10 +16,9 @@ import torch
 from torch import nn
 
 from qfed_qiskit.circuits.sizing import QTSizing
-from qfed_qiskit.config import DEFAULT_BACKEND, TrainConfig
+from qfed_qiskit.config import DEFAULT_BACKEND, TrainConfig, parse_mapping
 from qfed_qiskit.engines.base import torch_dtype
 from qfed_qiskit.models.cnn import SmallCNN, TargetCNN
-from qfed_qiskit.models.mapping import DEFAULT_HIDDEN
 from qfed_qiskit.models.quantum_train import EngineFactory, QuantumTrainModel
 
 
@@ -115,7 +114,7 @@ def build_model(config: TrainConfig, *, engine_factory: EngineFactory | None = N
         blocks=config.blocks,
         chunk_size=config.chunk_size,
         engine_factory=engine_factory,
-        mapping_hidden=() if config.mapping == "linear" else DEFAULT_HIDDEN,
+        mapping_hidden=parse_mapping(config.mapping),
         mapping_activation=config.mapping_activation,
         generator=config.generator,
     )
